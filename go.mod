@@ -1,0 +1,16 @@
+module github.com/recourse-go/recourse
+
+go 1.23
+
+require (
+	github.com/cenkalti/backoff/v4 v4.3.0
+	github.com/go-kit/kit v0.13.0
+	github.com/rs/zerolog v1.35.1
+	go.uber.org/goleak v1.3.0
+)
+
+require (
+	github.com/mattn/go-colorable v0.1.14 // indirect
+	github.com/mattn/go-isatty v0.0.20 // indirect
+	golang.org/x/sys v0.29.0 // indirect
+)

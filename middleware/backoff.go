@@ -1,0 +1,107 @@
+package middleware
+
+import (
+	"math/rand/v2"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+)
+
+// Jitter selects how a backoff delay is randomised.
+type Jitter uint8
+
+const (
+	// JitterNone waits exactly the exponential delay.
+	JitterNone Jitter = iota
+	// JitterFull waits a uniform random delay in [0, d].
+	JitterFull
+	// JitterEqual waits d/2 plus a uniform random delay in [0, d/2].
+	JitterEqual
+	// JitterDecorrelated waits a uniform random delay in
+	// [initial, 3 × previous delay], capped at the maximum.
+	JitterDecorrelated
+)
+
+// String returns "none", "full", "equal" or "decorrelated".
+func (j Jitter) String() string {
+	switch j {
+	case JitterNone:
+		return "none"
+	case JitterFull:
+		return "full"
+	case JitterEqual:
+		return "equal"
+	case JitterDecorrelated:
+		return "decorrelated"
+	}
+	return "unknown"
+}
+
+// ParseJitter parses a jitter name as String prints it.
+func ParseJitter(s string) (Jitter, bool) {
+	for j := JitterNone; j <= JitterDecorrelated; j++ {
+		if j.String() == s {
+			return j, true
+		}
+	}
+	return 0, false
+}
+
+// BackoffConfig is the shape of a retry schedule.
+type BackoffConfig struct {
+	Initial    time.Duration
+	Max        time.Duration
+	Multiplier float64
+	Jitter     Jitter
+}
+
+// schedule yields the delays of one call. The exponential part is
+// backoff/v4's ExponentialBackOff with its own randomisation off; jitter is
+// layered on top. A schedule is created only once a call needs to retry.
+type schedule struct {
+	cfg  BackoffConfig
+	exp  backoff.ExponentialBackOff
+	prev time.Duration
+}
+
+func newSchedule(cfg BackoffConfig) *schedule {
+	s := &schedule{cfg: cfg, prev: cfg.Initial}
+	s.exp = backoff.ExponentialBackOff{
+		InitialInterval:     cfg.Initial,
+		RandomizationFactor: 0,
+		Multiplier:          cfg.Multiplier,
+		MaxInterval:         cfg.Max,
+		MaxElapsedTime:      0, // never stop: attempts are bounded by the retry loop
+		Stop:                backoff.Stop,
+		Clock:               backoff.SystemClock,
+	}
+	s.exp.Reset()
+	return s
+}
+
+// next returns the delay before the next retry.
+func (s *schedule) next() time.Duration {
+	d := s.exp.NextBackOff()
+	switch s.cfg.Jitter {
+	case JitterFull:
+		d = randIn(0, d)
+	case JitterEqual:
+		d = d/2 + randIn(0, d-d/2)
+	case JitterDecorrelated:
+		hi := 3 * s.prev
+		if s.cfg.Max > 0 && hi > s.cfg.Max {
+			hi = s.cfg.Max
+		}
+		d = randIn(s.cfg.Initial, hi)
+		s.prev = d
+	}
+	return d
+}
+
+// randIn returns a uniform duration in [lo, hi].
+func randIn(lo, hi time.Duration) time.Duration {
+	if hi <= lo {
+		return lo
+	}
+	return lo + time.Duration(rand.Int64N(int64(hi-lo)+1))
+}

@@ -1,0 +1,21 @@
+// Package middleware holds recourse's decorators, one concern per file.
+//
+// Each decorator is a plain go-kit endpoint.Middleware that works alone on
+// any endpoint. The policy compiler stacks them in this order, outermost
+// first:
+//
+//	Observe         opens the timeline, reports events, closes it
+//	OverallTimeout  one deadline for the whole call, sleeps included
+//	Retry           the attempt loop: verdict, backoff sleep, pushback
+//	Breaker         fail fast while the key's circuit is open
+//	(hedge)         concurrent tries against the tail (package hedge)
+//	BudgetGate      retries and hedges must take a token
+//	Timeout         each try's own deadline
+//	Classify        (response, error) -> verdict, one record per try
+//
+// Decorators communicate only through the context (endpoint.AttemptInfo,
+// the timeline.Recorder) and through the error: Classify wraps each failed
+// try's error in a *ClassifiedError carrying its Verdict, and outer
+// decorators read it with VerdictOf. The error a caller finally receives is
+// the operation's own error, unwrapped from the verdict.
+package middleware

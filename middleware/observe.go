@@ -1,0 +1,98 @@
+package middleware
+
+import (
+	"context"
+	"time"
+
+	"github.com/recourse-go/recourse/clock"
+	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/timeline"
+)
+
+// ObserveOption configures Observe.
+type ObserveOption func(*observer)
+
+// WithObserver sends the call's events to o.
+func WithObserver(o timeline.Observer) ObserveOption {
+	return func(ob *observer) { ob.obs = o }
+}
+
+// ObserveClock sets the clock that stamps records (default clock.Real).
+func ObserveClock(c clock.Clock) ObserveOption {
+	return func(ob *observer) { ob.clock = clock.Or(c) }
+}
+
+// WithAttributes sets attributes copied into every timeline of the call.
+func WithAttributes(attrs map[string]string) ObserveOption {
+	return func(ob *observer) { ob.attrs = attrs }
+}
+
+// WithPolicyID sets the policy ID shown in timelines.
+func WithPolicyID(id string) ObserveOption {
+	return func(ob *observer) { ob.policyID = id }
+}
+
+type observer struct {
+	key      string
+	obs      timeline.Observer
+	clock    clock.Clock
+	attrs    map[string]string
+	policyID string
+}
+
+// Observe returns the outermost decorator: it opens the call's timeline
+// for key, reports OnStart, lets inner decorators add one record per try,
+// then closes the timeline with the call's error, reports OnFinish and
+// hands the timeline to a Capture from timeline.Record, if any.
+//
+// With no Capture in the context and no observer (or the no-op one),
+// Observe does no timeline work at all and allocates nothing.
+//
+// Alone on an endpoint with no Classify inside, the call itself is the only
+// try: when nothing inside recorded a try, Observe records the call as
+// attempt 1 with the default verdict (unless ctx was already done, in which
+// case no try ran).
+func Observe(key string, opts ...ObserveOption) endpoint.Middleware {
+	ob := &observer{key: key, clock: clock.Real{}}
+	for _, o := range opts {
+		o(ob)
+	}
+	noop := timeline.IsNoop(ob.obs)
+	return func(next endpoint.Endpoint) endpoint.Endpoint {
+		return func(ctx context.Context, req any) (any, error) {
+			capture := timeline.CaptureFromContext(ctx)
+			if capture == nil && noop {
+				if timeline.RecorderFromContext(ctx) != nil {
+					// A call nested in a recorded one: hide the outer recorder.
+					ctx = timeline.ContextWithRecorder(ctx, nil)
+				}
+				return next(ctx, req)
+			}
+			rec := timeline.NewRecorder(ob.key, ob.obs, ob.clock.Now)
+			for k, v := range ob.attrs {
+				rec.SetAttribute(k, v)
+			}
+			if ob.policyID != "" {
+				rec.SetPolicyID(ob.policyID)
+			}
+			ctx = timeline.ContextWithRecorder(ctx, rec)
+			rec.Start(ctx)
+			start, doneBefore := rec.Now(), ctx.Err() != nil
+			resp, err := next(ctx, req)
+			if rec.Len() == 0 && !doneBefore {
+				ob.recordWhole(ctx, rec, start, resp, err)
+			}
+			capture.Set(rec.Finish(ctx, err))
+			return resp, err
+		}
+	}
+}
+
+// recordWhole records a call no inner decorator recorded as one attempt.
+func (ob *observer) recordWhole(ctx context.Context, rec *timeline.Recorder, start time.Time, resp any, err error) {
+	v := VerdictOf(ctx, resp, err)
+	rec.Attempt(ctx, timeline.AttemptRecord{
+		Attempt: 1, StartTime: start, EndTime: rec.Now(),
+		Outcome: v.Outcome, Reason: v.Reason, Err: unwrapVerdict(err),
+	})
+}

@@ -1,0 +1,156 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/recourse-go/recourse/clock"
+	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/timeline"
+)
+
+// ErrPushbackTooLong is returned (wrapping the last try's error) when a
+// server asks to wait longer than the retry loop's MaxPushback allows.
+var ErrPushbackTooLong = errors.New("recourse: server pushback exceeds the policy's limit")
+
+// RetryOption configures Retry.
+type RetryOption func(*retrier)
+
+// MaxAttempts bounds the number of attempts, the first included (≥ 1).
+func MaxAttempts(n int) RetryOption { return func(r *retrier) { r.maxAttempts = n } }
+
+// WithBackoff sets the schedule of delays between attempts.
+func WithBackoff(b BackoffConfig) RetryOption { return func(r *retrier) { r.backoff = b } }
+
+// RetryClock sets the clock backoff sleeps wait on (default clock.Real).
+func RetryClock(c clock.Clock) RetryOption { return func(r *retrier) { r.clock = clock.Or(c) } }
+
+// RetryKey names the key and policy ID published in each attempt's
+// endpoint.AttemptInfo.
+func RetryKey(key, policyID string) RetryOption {
+	return func(r *retrier) { r.key, r.policyID = key, policyID }
+}
+
+// MaxPushback caps a server-requested delay (Retry-After, gRPC pushback).
+// A longer request ends the call with ErrPushbackTooLong wrapping the last
+// error. Zero means no cap.
+func MaxPushback(d time.Duration) RetryOption { return func(r *retrier) { r.maxPushback = d } }
+
+type retrier struct {
+	maxAttempts   int
+	backoff       BackoffConfig
+	clock         clock.Clock
+	key, policyID string
+	maxPushback   time.Duration
+}
+
+// Retry returns the attempt loop. Each attempt runs next with an
+// endpoint.AttemptInfo in its context. After a failed attempt the loop
+// reads the attempt's verdict (from Classify, or the default rules for an
+// unclassified error) and:
+//
+//   - stops on success, non-retryable, abort, or when attempts run out;
+//   - otherwise waits — the server's pushback if the verdict carries one,
+//     else the next backoff delay — and tries again. The wait ends early
+//     when ctx is done, and is skipped (ending the call) when it would
+//     outlast ctx's deadline.
+//
+// The caller gets the last attempt's own error (never the verdict wrapper),
+// so errors.Is finds the operation's error. When ctx is cancelled during a
+// wait, the error wraps both ctx.Err() and the last attempt's error. A
+// refused attempt (budget, breaker) after a real one returns the real one.
+//
+// Defaults: 3 attempts, 10ms initial backoff doubling to 250ms, no jitter.
+func Retry(opts ...RetryOption) endpoint.Middleware {
+	r := &retrier{
+		maxAttempts: 3,
+		backoff:     BackoffConfig{Initial: 10 * time.Millisecond, Max: 250 * time.Millisecond, Multiplier: 2},
+		clock:       clock.Real{},
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	if r.maxAttempts < 1 {
+		r.maxAttempts = 1
+	}
+	return func(next endpoint.Endpoint) endpoint.Endpoint {
+		return func(ctx context.Context, req any) (any, error) {
+			return r.run(ctx, req, next)
+		}
+	}
+}
+
+func (r *retrier) run(ctx context.Context, req any, next endpoint.Endpoint) (any, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var (
+		sched    *schedule
+		lastResp any
+		lastErr  error // last error of an attempt that really ran
+	)
+	for attempt := 1; ; attempt++ {
+		actx := endpoint.WithAttempt(ctx, endpoint.AttemptInfo{Key: r.key, PolicyID: r.policyID, Attempt: attempt})
+		resp, err := next(actx, req)
+		if err == nil {
+			return resp, nil
+		}
+		v := VerdictOf(ctx, resp, err)
+		if refused(v) {
+			if lastErr != nil {
+				return lastResp, lastErr
+			}
+			return resp, unwrapVerdict(err)
+		}
+		lastResp, lastErr = resp, unwrapVerdict(err)
+		if v.Outcome != timeline.OutcomeRetryable || attempt >= r.maxAttempts {
+			return final(resp, err)
+		}
+		delay := v.RetryAfter
+		if delay > 0 {
+			if r.maxPushback > 0 && delay > r.maxPushback {
+				return resp, fmt.Errorf("%w (asked %v, limit %v): %w", ErrPushbackTooLong, delay, r.maxPushback, lastErr)
+			}
+		} else {
+			if sched == nil {
+				sched = newSchedule(r.backoff)
+			}
+			delay = sched.next()
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= delay {
+			// Waiting would outlive the call's deadline: stop with the real error.
+			return final(resp, err)
+		}
+		timeline.RecorderFromContext(ctx).SetBackoff(attempt, delay)
+		if serr := clock.Sleep(ctx, r.clock, delay); serr != nil {
+			return resp, fmt.Errorf("%w (while waiting to retry after: %w)", serr, lastErr)
+		}
+	}
+}
+
+// refused reports whether the attempt was refused before it reached the
+// dependency (a budget or an open breaker said no).
+func refused(v Verdict) bool {
+	return v.Outcome == timeline.OutcomeAbort &&
+		(v.Reason == timeline.ReasonBudgetDenied || v.Reason == timeline.ReasonCircuitOpen)
+}
+
+// final turns an attempt's result into the caller's: the verdict wrapper is
+// removed, and a go-kit Failer response comes back with a nil error.
+func final(resp any, err error) (any, error) {
+	var ce *ClassifiedError
+	if errors.As(err, &ce) && ce.FromFailer && err == error(ce) {
+		return resp, nil
+	}
+	return resp, unwrapVerdict(err)
+}
+
+// unwrapVerdict removes an outermost *ClassifiedError.
+func unwrapVerdict(err error) error {
+	if ce, ok := err.(*ClassifiedError); ok {
+		return ce.Err
+	}
+	return err
+}

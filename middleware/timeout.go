@@ -1,0 +1,61 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/recourse-go/recourse/endpoint"
+)
+
+// ErrAttemptTimeout is the cause of a per-attempt deadline. A try cut short
+// by it is retryable with reason "timeout"; errors.Is finds it in the error
+// of such a try.
+var ErrAttemptTimeout = errors.New("recourse: attempt timed out")
+
+// Timeout returns a decorator that gives each call of next its own deadline
+// d: the per-attempt timeout. Its context's cause is ErrAttemptTimeout, so a
+// try it cuts is told apart from the caller's own cancellation or deadline
+// (those stay as they are). A non-positive d returns next unchanged.
+//
+// Used without Classify inside it, a try cut by the deadline returns an
+// error wrapping both ErrAttemptTimeout and the try's own error.
+func Timeout(d time.Duration) endpoint.Middleware {
+	if d <= 0 {
+		return identity
+	}
+	return func(next endpoint.Endpoint) endpoint.Endpoint {
+		return func(ctx context.Context, req any) (any, error) {
+			actx, cancel := context.WithTimeoutCause(ctx, d, ErrAttemptTimeout)
+			resp, err := next(actx, req)
+			if err != nil && ctx.Err() == nil && errors.Is(context.Cause(actx), ErrAttemptTimeout) {
+				var ce *ClassifiedError
+				if !errors.As(err, &ce) && !errors.Is(err, ErrAttemptTimeout) {
+					err = fmt.Errorf("%w: %w", ErrAttemptTimeout, err)
+				}
+			}
+			cancel()
+			return resp, err
+		}
+	}
+}
+
+// OverallTimeout returns a decorator that bounds the whole call — every
+// try and every backoff sleep — by one deadline d. When it passes, the
+// call stops with reason "timeout" and the error wraps
+// context.DeadlineExceeded. A non-positive d returns next unchanged.
+func OverallTimeout(d time.Duration) endpoint.Middleware {
+	if d <= 0 {
+		return identity
+	}
+	return func(next endpoint.Endpoint) endpoint.Endpoint {
+		return func(ctx context.Context, req any) (any, error) {
+			ctx, cancel := context.WithTimeout(ctx, d)
+			defer cancel()
+			return next(ctx, req)
+		}
+	}
+}
+
+func identity(next endpoint.Endpoint) endpoint.Endpoint { return next }

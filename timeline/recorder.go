@@ -1,0 +1,197 @@
+package timeline
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Recorder builds the Timeline of one call while it runs. The observe
+// decorator creates it and puts it in the context; inner decorators find it
+// with RecorderFromContext and add records. A nil *Recorder is valid and
+// records nothing, so callers need not check.
+type Recorder struct {
+	obs Observer
+	now func() time.Time
+
+	mu sync.Mutex
+	tl Timeline
+}
+
+// NewRecorder starts a timeline for key at now(). obs may be nil.
+func NewRecorder(key string, obs Observer, now func() time.Time) *Recorder {
+	if now == nil {
+		now = time.Now
+	}
+	if obs == nil {
+		obs = NoopObserver{}
+	}
+	return &Recorder{obs: obs, now: now, tl: Timeline{Key: key, Start: now()}}
+}
+
+type recorderKey struct{}
+
+// ContextWithRecorder returns a context carrying r. A nil r hides any
+// recorder of an enclosing call, so a nested call never writes into its
+// caller's timeline.
+func ContextWithRecorder(ctx context.Context, r *Recorder) context.Context {
+	return context.WithValue(ctx, recorderKey{}, r)
+}
+
+// RecorderFromContext returns the recorder of the call running in ctx, or nil.
+func RecorderFromContext(ctx context.Context) *Recorder {
+	r, _ := ctx.Value(recorderKey{}).(*Recorder)
+	return r
+}
+
+// Now returns the recorder's clock reading (zero time for a nil recorder).
+func (r *Recorder) Now() time.Time {
+	if r == nil {
+		return time.Time{}
+	}
+	return r.now()
+}
+
+// Key returns the key of the call being recorded.
+func (r *Recorder) Key() string {
+	if r == nil {
+		return ""
+	}
+	return r.tl.Key
+}
+
+// Observer returns the observer events go to (never nil on a non-nil recorder).
+func (r *Recorder) Observer() Observer {
+	if r == nil {
+		return NoopObserver{}
+	}
+	return r.obs
+}
+
+// Start reports the call's start to the observer.
+func (r *Recorder) Start(ctx context.Context) {
+	if r == nil {
+		return
+	}
+	r.obs.OnStart(ctx, r.tl.Key, r.tl.Start)
+}
+
+// Attempt appends rec to the timeline and reports it to the observer.
+func (r *Recorder) Attempt(ctx context.Context, rec AttemptRecord) {
+	if r == nil {
+		return
+	}
+	rec.Hedge = rec.HedgeIndex > 0
+	r.mu.Lock()
+	r.tl.Attempts = append(r.tl.Attempts, rec)
+	r.mu.Unlock()
+	r.obs.OnAttempt(ctx, r.tl.Key, rec)
+}
+
+// Update applies fn to the most recent record of the given attempt and
+// hedge index, if there is one, and reports whether it found one.
+func (r *Recorder) Update(attempt, hedgeIndex int, fn func(*AttemptRecord)) bool {
+	if r == nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.tl.Attempts) - 1; i >= 0; i-- {
+		a := &r.tl.Attempts[i]
+		if a.Attempt == attempt && a.HedgeIndex == hedgeIndex {
+			fn(a)
+			return true
+		}
+	}
+	return false
+}
+
+// SetBackoff records that the call waited d after attempt before the next.
+// It marks the attempt's last-ending record.
+func (r *Recorder) SetBackoff(attempt int, d time.Duration) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.tl.Attempts) - 1; i >= 0; i-- {
+		if r.tl.Attempts[i].Attempt == attempt {
+			r.tl.Attempts[i].Backoff = d
+			return
+		}
+	}
+}
+
+// SetAttribute sets one timeline attribute.
+func (r *Recorder) SetAttribute(name, value string) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.tl.Attributes == nil {
+		r.tl.Attributes = make(map[string]string)
+	}
+	r.tl.Attributes[name] = value
+}
+
+// SetPolicyID sets the timeline's PolicyID.
+func (r *Recorder) SetPolicyID(id string) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	r.tl.PolicyID = id
+	r.mu.Unlock()
+}
+
+// Len returns the number of records so far.
+func (r *Recorder) Len() int {
+	if r == nil {
+		return 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.tl.Attempts)
+}
+
+// BudgetDecision reports a budget decision to the observer.
+func (r *Recorder) BudgetDecision(ctx context.Context, ev BudgetDecision) {
+	if r == nil {
+		return
+	}
+	ev.Key = r.tl.Key
+	r.obs.OnBudgetDecision(ctx, ev)
+}
+
+// Hedge reports a spawned hedge to the observer.
+func (r *Recorder) Hedge(ctx context.Context, ev HedgeEvent) {
+	if r == nil {
+		return
+	}
+	ev.Key = r.tl.Key
+	r.obs.OnHedge(ctx, ev)
+}
+
+// Finish closes the timeline with the call's error, reports it to the
+// observer and returns it. The returned Timeline is a snapshot the caller
+// owns; later Recorder calls do not change it.
+func (r *Recorder) Finish(ctx context.Context, err error) *Timeline {
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	r.tl.End = r.now()
+	r.tl.Err = err
+	tl := r.tl
+	tl.Attempts = append([]AttemptRecord(nil), r.tl.Attempts...)
+	if r.tl.Attributes != nil {
+		tl.Attributes = make(map[string]string, len(r.tl.Attributes))
+		for k, v := range r.tl.Attributes {
+			tl.Attributes[k] = v
+		}
+	}
+	r.mu.Unlock()
+	r.obs.OnFinish(ctx, &tl)
+	return &tl
+}
