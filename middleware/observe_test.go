@@ -18,7 +18,7 @@ type eventLog struct {
 	last   *timeline.Timeline
 }
 
-func (e *eventLog) add(s string) { e.mu.Lock(); e.events = append(e.events, s); e.mu.Unlock() }
+func (e *eventLog) add(s string)                               { e.mu.Lock(); e.events = append(e.events, s); e.mu.Unlock() }
 func (e *eventLog) OnStart(context.Context, string, time.Time) { e.add("start") }
 func (e *eventLog) OnAttempt(_ context.Context, _ string, r timeline.AttemptRecord) {
 	e.add("attempt:" + r.Outcome.String())

@@ -1,0 +1,38 @@
+package recourse
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/recourse-go/recourse/middleware"
+)
+
+// ErrNoPolicy is returned, wrapped in *NoPolicyError, when a key has no
+// policy and the executor's missing-policy mode is FailureDeny.
+var ErrNoPolicy = errors.New("recourse: no policy")
+
+// NoPolicyError reports a call refused for want of a policy.
+type NoPolicyError struct {
+	Key string
+	// Err is why the provider had no policy.
+	Err error
+}
+
+// Error names the key and the provider's reason.
+func (e *NoPolicyError) Error() string {
+	return fmt.Sprintf("recourse: no policy for key %q: %v", e.Key, e.Err)
+}
+
+// Is reports whether target is ErrNoPolicy.
+func (e *NoPolicyError) Is(target error) bool { return target == ErrNoPolicy }
+
+// Unwrap returns the provider's error.
+func (e *NoPolicyError) Unwrap() error { return e.Err }
+
+// PanicError is what a recovered panic in an operation, classifier, budget
+// or provider becomes. It is recorded in the call's timeline.
+type PanicError = middleware.PanicError
+
+// Permanent marks err as non-retryable: the call stops after the attempt
+// that returned it. errors.Unwrap gives err back; Permanent(nil) is nil.
+func Permanent(err error) error { return middleware.Permanent(err) }

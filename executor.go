@@ -1,0 +1,365 @@
+package recourse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/recourse-go/recourse/clock"
+	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/middleware"
+	"github.com/recourse-go/recourse/policy"
+	"github.com/recourse-go/recourse/timeline"
+)
+
+// ErrNoClassifier is returned (wrapped) when a policy names a classifier
+// the executor lacks and the missing-classifier mode is FailureDeny.
+var ErrNoClassifier = errors.New("recourse: no such classifier")
+
+// maxCachedKeys bounds the per-key cache. Keys are meant to be of low
+// cardinality; past this many, chains for new keys are compiled per call
+// (correct, slower) instead of growing the cache without bound.
+const maxCachedKeys = 4096
+
+// Executor runs calls under per-key policies. It resolves a key's policy
+// once, compiles it into a decorator chain, and caches the chain: after
+// the first call for a key, a call reads the cache without taking a lock.
+// The cache follows providers that implement policy.Versioned.
+//
+// An Executor is safe for concurrent use. Its zero value is not usable:
+// build one with NewExecutor or NewDefaultExecutor.
+type Executor struct {
+	opts      Options
+	versioned policy.Versioned // opts.Provider, if it reports versions
+
+	mu      sync.Mutex                        // serialises cache writers
+	entries atomic.Pointer[map[string]*entry] // copy-on-write
+}
+
+// entry is one key's compiled chain.
+type entry struct {
+	key      string
+	version  uint64
+	compiled *policy.Compiled    // nil when the key's calls are refused
+	refusal  error               // why they are, if they are
+	mw       endpoint.Middleware // the chain, for Endpoint/Middleware
+	ep       endpoint.Endpoint   // the chain over the Do/DoValue terminal
+}
+
+// NewExecutor returns an executor configured by opts. With no options,
+// every key runs under policy.Defaults() with the default classifier.
+func NewExecutor(opts ...Option) *Executor {
+	o := Options{
+		Fallback:          policy.Defaults(),
+		MissingPolicyMode: FailureFallback,
+		MissingBudgetMode: FailureDeny,
+		Classifier:        middleware.DefaultClassifier,
+		Clock:             clock.Real{},
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	o.Clock = clock.Or(o.Clock)
+	if o.Classifier == nil {
+		o.Classifier = middleware.DefaultClassifier
+	}
+	e := &Executor{opts: o}
+	e.versioned, _ = o.Provider.(policy.Versioned)
+	return e
+}
+
+// NewDefaultExecutor returns an executor with recourse's recommended
+// defaults under opts: keys without a policy run under policy.Defaults().
+func NewDefaultExecutor(opts ...Option) *Executor {
+	return NewExecutor(opts...)
+}
+
+func (e *Executor) version() uint64 {
+	if e.versioned == nil {
+		return 0
+	}
+	return e.versioned.Version()
+}
+
+// lookup returns key's entry, building it on the first call.
+func (e *Executor) lookup(ctx context.Context, key string) *entry {
+	if m := e.entries.Load(); m != nil {
+		if en, ok := (*m)[key]; ok && (e.versioned == nil || en.version == e.version()) {
+			return en
+		}
+	}
+	return e.build(ctx, key)
+}
+
+func (e *Executor) build(ctx context.Context, key string) *entry {
+	version := e.version() // read first: a change during resolution rebuilds next call
+	en := e.compile(ctx, key)
+	en.version = version
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.entries.Load()
+	var n int
+	if old != nil {
+		n = len(*old)
+		if cur, ok := (*old)[key]; ok && cur.version == version {
+			return cur // another caller won the race; keep one chain per key
+		}
+	}
+	if n >= maxCachedKeys {
+		return en
+	}
+	m := make(map[string]*entry, n+1)
+	if old != nil {
+		for k, v := range *old {
+			m[k] = v
+		}
+	}
+	m[key] = en
+	e.entries.Store(&m)
+	return en
+}
+
+// compile resolves and compiles key's policy, applying the missing-policy
+// and missing-classifier modes. It never fails: a refusal is compiled into
+// a chain that refuses.
+func (e *Executor) compile(ctx context.Context, key string) *entry {
+	attrs := map[string]string{}
+	p, refusal := e.resolve(ctx, key, attrs)
+	p.Key = policy.ParseKey(key)
+	np, clamped := p.Normalize()
+	if len(clamped) > 0 {
+		attrs[timeline.AttrPolicyNormalized] = "true"
+		attrs[timeline.AttrPolicyClampedFields] = strings.Join(clamped, ",")
+	}
+	classifier := e.opts.Classifier
+	if refusal == nil && np.Classifier != "" {
+		if c, ok := e.opts.Classifiers[np.Classifier]; ok {
+			classifier = c
+		} else if e.opts.MissingClassifierMode == FailureDeny {
+			refusal = fmt.Errorf("%w %q (key %q)", ErrNoClassifier, np.Classifier, key)
+		} else {
+			attrs["classifier_error"] = fmt.Sprintf("no classifier %q; using the default", np.Classifier)
+		}
+	}
+	comp := policy.Compiler{
+		Observer:   e.opts.Observer,
+		Clock:      e.opts.Clock,
+		Classifier: classifier,
+		Attributes: attrs,
+		NoRecover:  e.opts.NoPanicRecovery,
+	}
+	en := &entry{key: key}
+	if refusal == nil {
+		c, err := comp.Compile(np)
+		if err == nil {
+			en.compiled = c
+			en.mw = c.Middleware
+		} else {
+			refusal = err
+			attrs[timeline.AttrPolicyError] = err.Error()
+		}
+	}
+	if refusal != nil {
+		en.refusal = refusal
+		en.mw = endpoint.Chain(
+			middleware.Observe(key, middleware.WithObserver(e.opts.Observer), middleware.ObserveClock(e.opts.Clock), middleware.WithAttributes(attrs)),
+			refuse(refusal),
+		)
+	}
+	en.ep = en.mw(e.terminal(key))
+	return en
+}
+
+// resolve finds key's policy, recording how in attrs. A non-nil error
+// means the key's calls are refused.
+func (e *Executor) resolve(ctx context.Context, key string, attrs map[string]string) (policy.Policy, error) {
+	if p, ok := e.opts.Policies[key]; ok {
+		attrs[timeline.AttrPolicySource] = "static"
+		return p, nil
+	}
+	var err error
+	if e.opts.Provider != nil {
+		var p policy.Policy
+		p, err = e.fromProvider(ctx, key)
+		if err == nil {
+			attrs[timeline.AttrPolicySource] = sourceOf(e.opts.Provider)
+			return p, nil
+		}
+	} else {
+		err = fmt.Errorf("%w %q (no provider)", policy.ErrNotFound, key)
+	}
+	attrs[timeline.AttrPolicyError] = err.Error()
+	attrs[timeline.AttrMissingPolicyMode] = e.opts.MissingPolicyMode.String()
+	switch e.opts.MissingPolicyMode {
+	case FailureAllow:
+		attrs[timeline.AttrPolicySource] = "allow"
+		return policy.New(key, policy.MaxAttempts(1)), nil
+	case FailureDeny:
+		attrs[timeline.AttrPolicySource] = "deny"
+		return policy.Policy{}, &NoPolicyError{Key: key, Err: err}
+	default:
+		attrs[timeline.AttrPolicySource] = timeline.ReasonPolicyFallback
+		return e.opts.Fallback, nil
+	}
+}
+
+// fromProvider asks the provider, turning a panic into a *PanicError.
+func (e *Executor) fromProvider(ctx context.Context, key string) (p policy.Policy, err error) {
+	if !e.opts.NoPanicRecovery {
+		defer func() {
+			if r := recover(); r != nil {
+				err = middleware.NewPanicError("provider", key, r)
+			}
+		}()
+	}
+	return e.opts.Provider.Policy(ctx, policy.ParseKey(key))
+}
+
+func sourceOf(p policy.Provider) string {
+	if s, ok := p.(policy.Sourced); ok {
+		return s.Source()
+	}
+	return "provider"
+}
+
+// refuse is the chain of a key whose calls may not run: it records one
+// refused attempt and returns err.
+func refuse(err error) endpoint.Middleware {
+	reason := timeline.ReasonNoPolicy
+	if !errors.Is(err, ErrNoPolicy) {
+		reason = timeline.ReasonNonRetryable
+	}
+	return func(endpoint.Endpoint) endpoint.Endpoint {
+		return func(ctx context.Context, _ any) (any, error) {
+			if rec := timeline.RecorderFromContext(ctx); rec != nil {
+				now := rec.Now()
+				rec.Attempt(ctx, timeline.AttemptRecord{Attempt: 1, StartTime: now, EndTime: now,
+					Outcome: timeline.OutcomeAbort, Reason: reason, Err: err})
+			}
+			return nil, err
+		}
+	}
+}
+
+// valueOp is a typed operation passed through the chain as the request.
+// A func value is pointer-shaped, so passing it as `any` allocates nothing.
+type valueOp[T any] func(context.Context) (T, error)
+
+func (f valueOp[T]) call(ctx context.Context) (any, error) { return f(ctx) }
+
+type valueCaller interface {
+	call(ctx context.Context) (any, error)
+}
+
+// terminal is the innermost endpoint of Do and DoValue: it runs the
+// operation carried as the request, recovering its panics.
+func (e *Executor) terminal(key string) endpoint.Endpoint {
+	run := func(ctx context.Context, req any) (any, error) {
+		switch op := req.(type) {
+		case func(context.Context) error:
+			return nil, op(ctx)
+		case valueCaller:
+			return op.call(ctx)
+		}
+		return nil, fmt.Errorf("recourse: unsupported operation %T", req)
+	}
+	return e.recovering(key, run)
+}
+
+// recovering wraps next so that its panics become *PanicError, unless
+// recovery is off.
+func (e *Executor) recovering(key string, next endpoint.Endpoint) endpoint.Endpoint {
+	if e.opts.NoPanicRecovery {
+		return next
+	}
+	return func(ctx context.Context, req any) (resp any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				resp, err = nil, middleware.NewPanicError("op", key, r)
+			}
+		}()
+		return next(ctx, req)
+	}
+}
+
+// Do runs op under key's policy and returns its final error.
+func (e *Executor) Do(ctx context.Context, key string, op func(context.Context) error) error {
+	_, err := e.lookup(ctx, key).ep(ctx, op)
+	return err
+}
+
+// DoWithTimeline is Do that also returns the call's timeline.
+func (e *Executor) DoWithTimeline(ctx context.Context, key string, op func(context.Context) error) (*timeline.Timeline, error) {
+	ctx, c := timeline.Record(ctx)
+	err := e.Do(ctx, key, op)
+	return c.Timeline(), err
+}
+
+// DoValueWith runs op under key's policy on executor e.
+func DoValueWith[T any](ctx context.Context, e *Executor, key string, op func(context.Context) (T, error)) (T, error) {
+	resp, err := e.lookup(ctx, key).ep(ctx, valueOp[T](op))
+	v, _ := resp.(T)
+	return v, err
+}
+
+// DoValueWithTimelineWith is DoValueWith that also returns the timeline.
+func DoValueWithTimelineWith[T any](ctx context.Context, e *Executor, key string, op func(context.Context) (T, error)) (T, *timeline.Timeline, error) {
+	ctx, c := timeline.Record(ctx)
+	v, err := DoValueWith(ctx, e, key, op)
+	return v, c.Timeline(), err
+}
+
+// boundEndpoint is a key's chain applied to one go-kit endpoint.
+type boundEndpoint struct {
+	en *entry
+	ep endpoint.Endpoint
+}
+
+// Endpoint returns next decorated with key's chain, for go-kit. The chain
+// follows policy changes: it is re-applied when the key's policy is
+// recompiled, and otherwise reused without locking.
+func (e *Executor) Endpoint(key string, next endpoint.Endpoint) endpoint.Endpoint {
+	inner := e.recovering(key, next)
+	var bound atomic.Pointer[boundEndpoint]
+	return func(ctx context.Context, req any) (any, error) {
+		en := e.lookup(ctx, key)
+		b := bound.Load()
+		if b == nil || b.en != en {
+			b = &boundEndpoint{en: en, ep: en.mw(inner)}
+			bound.Store(b)
+		}
+		return b.ep(ctx, req)
+	}
+}
+
+// Middleware returns key's chain as a go-kit middleware.
+func (e *Executor) Middleware(key string) endpoint.Middleware {
+	return func(next endpoint.Endpoint) endpoint.Endpoint { return e.Endpoint(key, next) }
+}
+
+// Explain returns key's compiled policy and chain as calls will run it,
+// resolving it if no call has yet. The error is why the key's calls are
+// refused, if they are.
+func (e *Executor) Explain(ctx context.Context, key string) (*policy.Compiled, error) {
+	en := e.lookup(ctx, key)
+	return en.compiled, en.refusal
+}
+
+// Keys returns the keys whose chains are cached, sorted.
+func (e *Executor) Keys() []string {
+	m := e.entries.Load()
+	if m == nil {
+		return nil
+	}
+	keys := make([]string, 0, len(*m))
+	for k := range *m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

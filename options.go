@@ -1,0 +1,144 @@
+package recourse
+
+import (
+	"github.com/recourse-go/recourse/clock"
+	"github.com/recourse-go/recourse/middleware"
+	"github.com/recourse-go/recourse/policy"
+	"github.com/recourse-go/recourse/timeline"
+)
+
+// FailureMode says what to do when something a call needs is missing.
+type FailureMode int
+
+const (
+	// FailureFallback runs the call under the executor's fallback policy.
+	// Only meaningful for a missing policy.
+	FailureFallback FailureMode = iota
+	// FailureAllow runs the call anyway: one attempt for a missing policy,
+	// no charge for a missing budget (fail open).
+	FailureAllow
+	// FailureDeny refuses the call (fail closed).
+	FailureDeny
+)
+
+// String returns "fallback", "allow" or "deny".
+func (m FailureMode) String() string {
+	switch m {
+	case FailureFallback:
+		return "fallback"
+	case FailureAllow:
+		return "allow"
+	case FailureDeny:
+		return "deny"
+	}
+	return "unknown"
+}
+
+// Options is the executor's configuration. Build it with Option functions.
+type Options struct {
+	// Provider resolves keys that have no WithPolicy policy.
+	Provider policy.Provider
+	// Policies are the policies set with WithPolicy, by key.
+	Policies map[string]policy.Policy
+	// Fallback is the policy FailureFallback runs a key under (its Key is
+	// replaced by the call's). Default: policy.Defaults().
+	Fallback policy.Policy
+	// Observer receives every call's events. Default: none.
+	Observer timeline.Observer
+	// Budgets are the named budgets policies may refer to.
+	Budgets map[string]middleware.Budget
+	// Classifiers are the named classifiers policies may refer to.
+	Classifiers map[string]middleware.Classifier
+	// Classifier is used by policies that name none. Default:
+	// middleware.DefaultClassifier.
+	Classifier middleware.Classifier
+	// MissingPolicyMode applies when a key has no policy. Default FailureFallback.
+	MissingPolicyMode FailureMode
+	// MissingBudgetMode applies when a policy names a budget the executor
+	// lacks. Default FailureDeny.
+	MissingBudgetMode FailureMode
+	// MissingClassifierMode applies when a policy names a classifier the
+	// executor lacks: FailureFallback/FailureAllow use Classifier,
+	// FailureDeny refuses the key's calls. Default FailureFallback.
+	MissingClassifierMode FailureMode
+	// Clock drives backoff sleeps, hedge timers and timeline stamps.
+	Clock clock.Clock
+	// NoPanicRecovery lets panics in operations and classifiers crash the
+	// caller's goroutine instead of becoming *PanicError.
+	NoPanicRecovery bool
+}
+
+// Option configures an Executor.
+type Option func(*Options)
+
+// WithPolicy sets the policy of key, built with policy.New(key, opts...).
+// Such policies take precedence over the provider's.
+func WithPolicy(key string, opts ...policy.Option) Option {
+	return func(o *Options) {
+		if o.Policies == nil {
+			o.Policies = make(map[string]policy.Policy)
+		}
+		p := policy.New(key, opts...)
+		o.Policies[p.Key.String()] = p
+	}
+}
+
+// WithProvider resolves policies through p.
+func WithProvider(p policy.Provider) Option { return func(o *Options) { o.Provider = p } }
+
+// WithFallbackPolicy sets the policy used by FailureFallback.
+func WithFallbackPolicy(opts ...policy.Option) Option {
+	return func(o *Options) { o.Fallback = policy.New("", opts...) }
+}
+
+// WithObserver sends every call's events to obs.
+func WithObserver(obs timeline.Observer) Option { return func(o *Options) { o.Observer = obs } }
+
+// WithBudget registers budget b under name for policies to refer to.
+func WithBudget(name string, b middleware.Budget) Option {
+	return func(o *Options) {
+		if o.Budgets == nil {
+			o.Budgets = make(map[string]middleware.Budget)
+		}
+		o.Budgets[name] = b
+	}
+}
+
+// WithClassifier registers classifier c under name for policies to refer to.
+func WithClassifier(name string, c middleware.Classifier) Option {
+	return func(o *Options) {
+		if o.Classifiers == nil {
+			o.Classifiers = make(map[string]middleware.Classifier)
+		}
+		o.Classifiers[name] = c
+	}
+}
+
+// WithDefaultClassifier sets the classifier of policies that name none.
+func WithDefaultClassifier(c middleware.Classifier) Option {
+	return func(o *Options) { o.Classifier = c }
+}
+
+// WithMissingPolicyMode sets what happens to keys without a policy:
+// FailureFallback (default), FailureAllow or FailureDeny.
+func WithMissingPolicyMode(m FailureMode) Option {
+	return func(o *Options) { o.MissingPolicyMode = m }
+}
+
+// WithMissingBudgetMode sets what happens when a policy names a budget the
+// executor lacks: FailureDeny (default, fail closed) or FailureAllow.
+func WithMissingBudgetMode(m FailureMode) Option {
+	return func(o *Options) { o.MissingBudgetMode = m }
+}
+
+// WithMissingClassifierMode sets what happens when a policy names a
+// classifier the executor lacks.
+func WithMissingClassifierMode(m FailureMode) Option {
+	return func(o *Options) { o.MissingClassifierMode = m }
+}
+
+// WithClock sets the clock for backoff sleeps, hedge timers and stamps.
+func WithClock(c clock.Clock) Option { return func(o *Options) { o.Clock = c } }
+
+// WithoutPanicRecovery lets panics propagate instead of becoming errors.
+func WithoutPanicRecovery() Option { return func(o *Options) { o.NoPanicRecovery = true } }

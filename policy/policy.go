@@ -1,0 +1,134 @@
+package policy
+
+import (
+	"time"
+
+	"github.com/recourse-go/recourse/middleware"
+)
+
+// Policy is everything recourse needs to know to run calls for one key.
+// Build one with New; a zero Policy normalizes to the defaults.
+type Policy struct {
+	// Key is the key the policy applies to.
+	Key Key
+	// ID optionally identifies the policy (a version, a config hash); it
+	// appears in timelines.
+	ID string
+	// Retry bounds attempts, backoff and timeouts.
+	Retry RetryPolicy
+	// Hedge configures concurrent tries against slow attempts.
+	Hedge HedgePolicy
+	// Circuit configures the key's circuit breaker.
+	Circuit CircuitPolicy
+	// Budget names the executor budget every retry and hedge must take a
+	// token from; empty means no budget.
+	Budget string
+	// BudgetCost is the number of tokens each retry or hedge takes (≥ 1).
+	BudgetCost int
+	// Classifier names an executor-registered classifier; empty means the
+	// executor's default classifier.
+	Classifier string
+}
+
+// JitterKind selects how backoff delays are randomised.
+type JitterKind = middleware.Jitter
+
+// Jitter kinds.
+const (
+	JitterNone         = middleware.JitterNone
+	JitterFull         = middleware.JitterFull
+	JitterEqual        = middleware.JitterEqual
+	JitterDecorrelated = middleware.JitterDecorrelated
+)
+
+// RetryPolicy bounds the attempt loop.
+type RetryPolicy struct {
+	// MaxAttempts is the number of attempts, the first included.
+	MaxAttempts int
+	// InitialBackoff is the delay before the first retry; it grows by
+	// Multiplier per retry up to MaxBackoff.
+	InitialBackoff time.Duration
+	MaxBackoff     time.Duration
+	Multiplier     float64
+	// Jitter randomises each delay.
+	Jitter JitterKind
+	// TimeoutPerAttempt is each try's own deadline; 0 means none.
+	TimeoutPerAttempt time.Duration
+	// OverallTimeout bounds the whole call, sleeps included; 0 means none.
+	OverallTimeout time.Duration
+	// MaxRetryAfter caps a server-requested delay (Retry-After, gRPC
+	// pushback); a longer request ends the call with a clear error.
+	MaxRetryAfter time.Duration
+}
+
+// HedgePolicy configures hedging: a concurrent try spawned when the
+// running one is slow. Hedging is for idempotent operations only.
+type HedgePolicy struct {
+	// Enabled turns hedging on.
+	Enabled bool
+	// Delay is how long a try runs before a hedge is spawned (the fixed
+	// trigger), and the fallback of the latency trigger before it has
+	// enough samples.
+	Delay time.Duration
+	// Quantile, when in (0, 1), selects the latency-aware trigger: hedge
+	// when a try outlives this quantile (0.99 = p99) of the key's recent
+	// latencies. 0 selects the fixed-delay trigger.
+	Quantile float64
+	// MaxHedges bounds the hedges spawned per attempt.
+	MaxHedges int
+	// Budget names a budget hedges take tokens from, in place of the
+	// policy's Budget; empty means the policy's Budget.
+	Budget string
+	// Trigger names an executor-registered trigger; empty means the one
+	// Delay and Quantile describe.
+	Trigger string
+}
+
+// CircuitPolicy configures the key's circuit breaker.
+type CircuitPolicy struct {
+	// Enabled turns the breaker on.
+	Enabled bool
+	// ConsecutiveFailures trips the breaker after this many failures in a
+	// row (the default mode).
+	ConsecutiveFailures int
+	// Cooldown is how long the breaker stays open before probing.
+	Cooldown time.Duration
+	// HalfOpenProbes is how many probe calls a half-open breaker admits;
+	// that many consecutive successes close it.
+	HalfOpenProbes int
+	// FailureRatio, when in (0, 1], switches to ratio mode: trip when the
+	// failure ratio over Window reaches it, once MinRequests were seen.
+	FailureRatio float64
+	// Window is the rolling window of ratio mode.
+	Window time.Duration
+	// MinRequests is the minimum number of calls in Window before ratio
+	// mode may trip.
+	MinRequests int
+}
+
+// New returns the policy for key with the defaults and then opts applied.
+func New(key string, opts ...Option) Policy {
+	p := Defaults()
+	p.Key = ParseKey(key)
+	for _, o := range opts {
+		o(&p)
+	}
+	return p
+}
+
+// Defaults returns the safe default policy (no key): 3 attempts with full
+// jitter from 10ms doubling to 250ms, server pushback up to 10s, no
+// timeouts, no hedging, no breaker, no budget.
+func Defaults() Policy {
+	return Policy{
+		Retry: RetryPolicy{
+			MaxAttempts:    DefaultMaxAttempts,
+			InitialBackoff: DefaultInitialBackoff,
+			MaxBackoff:     DefaultMaxBackoff,
+			Multiplier:     DefaultMultiplier,
+			Jitter:         JitterFull,
+			MaxRetryAfter:  DefaultMaxRetryAfter,
+		},
+		BudgetCost: 1,
+	}
+}
