@@ -204,7 +204,9 @@ func TestProviderChangeRecompiles(t *testing.T) {
 
 type panickingProvider struct{}
 
-func (panickingProvider) Policy(context.Context, policy.Key) (policy.Policy, error) { panic("bad config") }
+func (panickingProvider) Policy(context.Context, policy.Key) (policy.Policy, error) {
+	panic("bad config")
+}
 
 func TestPanicsBecomeErrors(t *testing.T) {
 	e := NewExecutor(WithPolicy("svc.Op", policy.MaxAttempts(3), noWait()))

@@ -37,7 +37,7 @@ func TestAttemptInfoRoundTrip(t *testing.T) {
 		t.Fatal("empty context reported an attempt")
 	}
 	ctx = WithAttempt(ctx, AttemptInfo{Key: "a.b", Attempt: 2, HedgeIndex: 1, Breaker: BreakerHalfOpen})
-	ctx = context.WithValue(ctx, struct{}{}, 1) // something outside must not hide it
+	ctx = context.WithValue(ctx, otherKey{}, 1) // something outside must not hide it
 	info, ok := AttemptFromContext(ctx)
 	if !ok || info.Key != "a.b" || info.Attempt != 2 || !info.IsHedge() || info.RetryIndex() != 1 || info.Breaker != BreakerHalfOpen {
 		t.Fatalf("info = %+v, ok %v", info, ok)
@@ -78,3 +78,5 @@ func TestChainOrder(t *testing.T) {
 		t.Fatalf("order = %v", order)
 	}
 }
+
+type otherKey struct{}
