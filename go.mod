@@ -1,6 +1,6 @@
 module github.com/recourse-go/recourse
 
-go 1.23
+go 1.23.0
 
 require (
 	github.com/cenkalti/backoff/v4 v4.3.0
@@ -12,5 +12,7 @@ require (
 require (
 	github.com/mattn/go-colorable v0.1.14 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
+	github.com/sony/gobreaker/v2 v2.4.0 // indirect
 	golang.org/x/sys v0.29.0 // indirect
+	golang.org/x/time v0.12.0 // indirect
 )

@@ -21,6 +21,9 @@ type Clock interface {
 	Now() time.Time
 	// NewTimer returns a Timer that fires once after d.
 	NewTimer(d time.Duration) Timer
+	// AfterFunc calls f in its own goroutine after d, unless the returned
+	// Timer is stopped first. The Timer's C is nil.
+	AfterFunc(d time.Duration, f func()) Timer
 }
 
 // Timer is the subset of *time.Timer recourse uses.
@@ -41,6 +44,9 @@ func (Real) Now() time.Time { return time.Now() }
 
 // NewTimer returns a timer backed by time.NewTimer.
 func (Real) NewTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
+
+// AfterFunc returns a timer backed by time.AfterFunc.
+func (Real) AfterFunc(d time.Duration, f func()) Timer { return realTimer{time.AfterFunc(d, f)} }
 
 type realTimer struct{ t *time.Timer }
 

@@ -56,3 +56,13 @@ func TestSleepWakesOnAdvance(t *testing.T) {
 		t.Fatalf("Sleep = %v", err)
 	}
 }
+
+func TestFakeAfterFunc(t *testing.T) {
+	f := NewFake(time.Unix(0, 0))
+	fired := make(chan struct{})
+	f.AfterFunc(time.Second, func() { close(fired) })
+	stopped := f.AfterFunc(time.Second, func() { t.Error("stopped timer fired") })
+	stopped.Stop()
+	f.Advance(time.Second)
+	<-fired
+}

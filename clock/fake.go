@@ -37,6 +37,14 @@ func (f *Fake) NewTimer(d time.Duration) Timer {
 	return t
 }
 
+// AfterFunc returns a timer that calls f in a new goroutine when the fake
+// time reaches Now()+d.
+func (f *Fake) AfterFunc(d time.Duration, fn func()) Timer {
+	t := &fakeTimer{f: f, fn: fn}
+	t.Reset(d)
+	return t
+}
+
 // Advance moves the fake time forward by d and fires, in deadline order,
 // every timer whose deadline has been reached.
 func (f *Fake) Advance(d time.Duration) {
@@ -56,10 +64,7 @@ func (f *Fake) Advance(d time.Duration) {
 	sort.Slice(due, func(i, j int) bool { return due[i].deadline.Before(due[j].deadline) })
 	f.mu.Unlock()
 	for _, t := range due {
-		select {
-		case t.ch <- now:
-		default:
-		}
+		t.fire(now)
 	}
 }
 
@@ -81,8 +86,20 @@ func (f *Fake) BlockUntil(n int) {
 
 type fakeTimer struct {
 	f        *Fake
-	ch       chan time.Time
+	ch       chan time.Time // nil for AfterFunc timers
+	fn       func()
 	deadline time.Time
+}
+
+func (t *fakeTimer) fire(now time.Time) {
+	if t.fn != nil {
+		go t.fn()
+		return
+	}
+	select {
+	case t.ch <- now:
+	default:
+	}
 }
 
 func (t *fakeTimer) C() <-chan time.Time { return t.ch }
@@ -111,10 +128,7 @@ func (t *fakeTimer) Reset(d time.Duration) bool {
 	if d <= 0 {
 		now := f.now
 		f.mu.Unlock()
-		select {
-		case t.ch <- now:
-		default:
-		}
+		t.fire(now)
 		return active
 	}
 	f.timers = append(f.timers, t)

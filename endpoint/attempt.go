@@ -91,3 +91,16 @@ func AttemptFromContext(ctx context.Context) (AttemptInfo, bool) {
 	}
 	return AttemptInfo{}, false
 }
+
+// WithBreakerState records the breaker's state in ctx's AttemptInfo and
+// returns the context to use. When ctx already carries an AttemptInfo the
+// record is updated in place, allocating nothing: the retry loop gives each
+// attempt its own, and the breaker runs before any hedge copies it. Only
+// decorators on the attempt's own goroutine should call it.
+func WithBreakerState(ctx context.Context, s BreakerState) context.Context {
+	if c, ok := ctx.Value(attemptKey{}).(*attemptCtx); ok {
+		c.info.Breaker = s
+		return ctx
+	}
+	return WithAttempt(ctx, AttemptInfo{Attempt: 1, Breaker: s})
+}

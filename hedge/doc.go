@@ -1,0 +1,20 @@
+// Package hedge cuts tail latency by racing a slow try against another.
+//
+// The decorator from New runs an attempt's primary try and arms one timer.
+// If the try is still running when its Trigger's delay passes, a hedged try
+// of the same request starts beside it (up to MaxHedges of them, one per
+// delay). The first success wins; every other try is cancelled and awaited
+// before the call returns, so no goroutine outlives the call. A retryable
+// failure of one try does not end the race while others run; a
+// non-retryable one does. No goroutine and no extra context exist until a
+// trigger fires.
+//
+// Two triggers come with the package: FixedDelay, and a LatencyTrigger that
+// hedges when a try outlives a quantile (say p99) of the key's recent
+// latencies, tracked by a lock-free LatencyTracker.
+//
+// In the compiled chain the decorator sits inside the breaker and outside
+// the budget: each hedge must take a budget token (a refused hedge simply
+// does not run), and no hedges are spawned while the key's breaker is
+// half-open or open. Hedge only idempotent operations.
+package hedge

@@ -1,0 +1,251 @@
+package hedge
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/recourse-go/recourse/clock"
+	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/middleware"
+	"github.com/recourse-go/recourse/timeline"
+)
+
+// Option configures the hedging decorator.
+type Option func(*hedger)
+
+// MaxHedges bounds the hedges spawned beside one attempt (default 1).
+func MaxHedges(n int) Option { return func(h *hedger) { h.maxHedges = n } }
+
+// WithClock sets the clock hedge timers run on (default clock.Real).
+func WithClock(c clock.Clock) Option { return func(h *hedger) { h.clock = clock.Or(c) } }
+
+type hedger struct {
+	trigger   Trigger
+	observer  LatencyObserver // trigger, if it learns from latencies
+	maxHedges int
+	clock     clock.Clock
+}
+
+// New returns the hedging decorator driven by trigger. See the package
+// documentation for its behaviour.
+func New(trigger Trigger, opts ...Option) endpoint.Middleware {
+	h := &hedger{trigger: trigger, maxHedges: 1, clock: clock.Real{}}
+	for _, o := range opts {
+		o(h)
+	}
+	if h.trigger == nil {
+		h.trigger = FixedDelay(0)
+	}
+	h.observer, _ = h.trigger.(LatencyObserver)
+	return func(next endpoint.Endpoint) endpoint.Endpoint {
+		return func(ctx context.Context, req any) (any, error) {
+			return h.run(ctx, req, next)
+		}
+	}
+}
+
+func (h *hedger) run(ctx context.Context, req any, next endpoint.Endpoint) (any, error) {
+	info, _ := endpoint.AttemptFromContext(ctx)
+	delay, ok := h.trigger.Delay()
+	if !ok || h.maxHedges < 1 || info.Breaker != endpoint.BreakerClosed || info.IsHedge() {
+		return h.single(ctx, req, next)
+	}
+	if info.Attempt == 0 {
+		info.Attempt = 1
+	}
+	g := &group{h: h, ctx: ctx, req: req, next: next, info: info, delay: delay, wake: make(chan struct{}, 1)}
+	pctx, pcancel := context.WithCancel(ctx)
+	g.cancels = append(g.cancels[:0], pcancel)
+	g.start = h.clock.Now()
+	g.wg.Add(1)
+	g.timer = h.clock.AfterFunc(delay, g.fire)
+	resp, err := next(pctx, req)
+	return g.primaryDone(resp, err)
+}
+
+// single runs one unhedged try, feeding its latency to the trigger.
+func (h *hedger) single(ctx context.Context, req any, next endpoint.Endpoint) (any, error) {
+	if h.observer == nil {
+		return next(ctx, req)
+	}
+	start := h.clock.Now()
+	resp, err := next(ctx, req)
+	h.observe(ctx, start, resp, err)
+	return resp, err
+}
+
+// observe reports the latency of a try that completed on its own.
+func (h *hedger) observe(ctx context.Context, start time.Time, resp any, err error) {
+	if h.observer == nil {
+		return
+	}
+	if err != nil {
+		if o := middleware.VerdictOf(ctx, resp, err).Outcome; o != timeline.OutcomeRetryable {
+			return // refused, aborted or rejected: says nothing about latency
+		}
+	}
+	h.observer.ObserveLatency(h.clock.Now().Sub(start))
+}
+
+// group is one attempt's race between its primary try and its hedges.
+type group struct {
+	h     *hedger
+	ctx   context.Context
+	req   any
+	next  endpoint.Endpoint
+	info  endpoint.AttemptInfo
+	delay time.Duration
+	start time.Time
+	wake  chan struct{} // a hedge finished
+
+	// wg counts the armed timer and the hedges running in timer goroutines.
+	wg sync.WaitGroup
+
+	mu       sync.Mutex
+	timer    clock.Timer
+	cancels  []context.CancelFunc // [0] is the primary's
+	spawned  int                  // hedges started
+	running  int                  // hedges not yet finished
+	closed   bool                 // no more hedges may start
+	decided  bool
+	winner   int
+	resp     any
+	err      error
+	lastIdx  int // last retryable failure, returned if nothing better comes
+	lastResp any
+	lastErr  error
+	hasLast  bool
+}
+
+// fire runs in the timer's goroutine: it starts hedge number spawned+1,
+// arms the timer for the next one if allowed, and runs the hedged try.
+func (g *group) fire() {
+	defer g.wg.Done()
+	g.mu.Lock()
+	if g.closed || g.decided {
+		g.mu.Unlock()
+		return
+	}
+	g.spawned++
+	idx := g.spawned
+	hctx, cancel := context.WithCancel(g.ctx)
+	g.cancels = append(g.cancels, cancel)
+	g.running++
+	if g.spawned < g.h.maxHedges {
+		g.wg.Add(1)
+		g.timer = g.h.clock.AfterFunc(g.delay, g.fire)
+	}
+	g.mu.Unlock()
+
+	now := g.h.clock.Now()
+	timeline.RecorderFromContext(g.ctx).Hedge(g.ctx, timeline.HedgeEvent{
+		Attempt: g.info.Attempt, HedgeIndex: idx, After: now.Sub(g.start), Trigger: g.h.trigger.Name(),
+	})
+	info := g.info
+	info.HedgeIndex = idx
+	resp, err := g.next(endpoint.WithAttempt(hctx, info), g.req)
+
+	g.mu.Lock()
+	g.running--
+	if !g.decided {
+		g.h.observe(hctx, now, resp, err)
+		g.consider(idx, resp, err)
+	}
+	g.mu.Unlock()
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+}
+
+// consider takes try idx's result into account; g.mu is held.
+func (g *group) consider(idx int, resp any, err error) {
+	if err == nil {
+		g.decide(idx, resp, nil)
+		return
+	}
+	v := middleware.VerdictOf(g.ctx, resp, err)
+	switch {
+	case v.Outcome == timeline.OutcomeSuccess:
+		g.decide(idx, resp, err)
+	case v.Outcome == timeline.OutcomeAbort && v.Reason == timeline.ReasonBudgetDenied && idx > 0:
+		// A refused hedge never ran: the race goes on without it.
+	case v.Outcome == timeline.OutcomeRetryable:
+		g.lastIdx, g.lastResp, g.lastErr, g.hasLast = idx, resp, err, true
+	default: // non-retryable, abort: the race is over
+		g.decide(idx, resp, err)
+	}
+}
+
+func (g *group) decide(idx int, resp any, err error) {
+	g.decided, g.winner, g.resp, g.err = true, idx, resp, err
+	for i, c := range g.cancels {
+		if i != idx {
+			c()
+		}
+	}
+}
+
+// primaryDone runs on the caller's goroutine once the primary try has
+// returned: it settles the race, cancels and awaits every other try, and
+// returns the attempt's result.
+func (g *group) primaryDone(resp any, err error) (any, error) {
+	g.mu.Lock()
+	if !g.decided {
+		g.h.observe(g.ctx, g.start, resp, err)
+		g.consider(0, resp, err)
+	}
+	g.closed = true
+	if g.timer.Stop() {
+		g.wg.Done() // the timer will not fire
+	}
+	for !g.decided && g.running > 0 {
+		g.mu.Unlock()
+		<-g.wake
+		g.mu.Lock()
+	}
+	if !g.decided {
+		if g.hasLast {
+			g.decide(g.lastIdx, g.lastResp, g.lastErr)
+		} else {
+			g.decide(0, resp, err)
+		}
+	}
+	for _, c := range g.cancels {
+		c()
+	}
+	spawned, winner, won := g.spawned, g.winner, g.err == nil || isSuccess(g.ctx, g.resp, g.err)
+	resp, err = g.resp, g.err
+	g.mu.Unlock()
+	g.wg.Wait()
+
+	if spawned > 0 {
+		markRace(g.ctx, g.info.Attempt, spawned, winner, won)
+	}
+	return resp, err
+}
+
+func isSuccess(ctx context.Context, resp any, err error) bool {
+	return middleware.VerdictOf(ctx, resp, err).Outcome == timeline.OutcomeSuccess
+}
+
+// markRace labels the records of a race that spawned hedges: the winner
+// "hedge_won", the tries cut short by its win "hedge_lost".
+func markRace(ctx context.Context, attempt, spawned, winner int, won bool) {
+	rec := timeline.RecorderFromContext(ctx)
+	if rec == nil {
+		return
+	}
+	for i := 0; i <= spawned; i++ {
+		rec.Update(attempt, i, func(a *timeline.AttemptRecord) {
+			switch {
+			case won && i == winner:
+				a.Reason = timeline.ReasonHedgeWon
+			case won && (a.Reason == timeline.ReasonCanceled || errors.Is(a.Err, context.Canceled)):
+				a.Reason = timeline.ReasonHedgeLost
+			}
+		})
+	}
+}

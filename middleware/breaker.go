@@ -1,0 +1,178 @@
+package middleware
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/timeline"
+)
+
+// ErrCircuitOpen is returned (wrapped) when a key's circuit breaker refuses
+// a call: open, or half-open with all its probes in flight. The operation
+// is not called.
+var ErrCircuitOpen = fmt.Errorf("recourse: circuit open")
+
+// BreakerConfig configures a CircuitBreaker.
+type BreakerConfig struct {
+	// Name appears in state-change events; the executor uses the key.
+	Name string
+	// ConsecutiveFailures trips the breaker after that many failures in a
+	// row (default 5). Ignored when FailureRatio is set.
+	ConsecutiveFailures int
+	// Cooldown is how long the breaker stays open (default 10s).
+	Cooldown time.Duration
+	// HalfOpenProbes is how many calls a half-open breaker admits; that
+	// many successes in a row close it (default 1).
+	HalfOpenProbes int
+	// FailureRatio, when in (0, 1], trips the breaker when failures /
+	// calls over Window reach it, once MinRequests calls were seen.
+	FailureRatio float64
+	// Window is the rolling window of ratio mode (default 1m, 10 buckets).
+	Window time.Duration
+	// MinRequests is the least number of calls in Window before ratio mode
+	// may trip (default 10).
+	MinRequests int
+	// OnStateChange is called on every transition, from inside the breaker:
+	// it must not call back into it.
+	OnStateChange func(name string, from, to endpoint.BreakerState)
+}
+
+// CircuitBreaker is a key's breaker: gobreaker/v2's state machine, told
+// about each call by the Breaker decorator. Only tries the classifier
+// calls retryable failures count against it; successes count for it;
+// non-retryable errors (a 4xx, a panic), aborts (the caller's cancellation
+// or deadline) and budget refusals are not counted at all.
+type CircuitBreaker struct {
+	cb    *gobreaker.CircuitBreaker[struct{}]
+	cfg   BreakerConfig
+	state atomic.Uint32 // endpoint.BreakerState, kept by gobreaker's OnStateChange
+}
+
+// Sentinels passed to gobreaker as a call's result.
+var (
+	errBreakerFailure  = fmt.Errorf("recourse: counted failure")
+	errBreakerExcluded = fmt.Errorf("recourse: not counted")
+)
+
+// NewCircuitBreaker returns a closed breaker configured by cfg.
+func NewCircuitBreaker(cfg BreakerConfig) *CircuitBreaker {
+	if cfg.ConsecutiveFailures <= 0 {
+		cfg.ConsecutiveFailures = 5
+	}
+	if cfg.Cooldown <= 0 {
+		cfg.Cooldown = 10 * time.Second
+	}
+	if cfg.HalfOpenProbes <= 0 {
+		cfg.HalfOpenProbes = 1
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = time.Minute
+	}
+	if cfg.MinRequests <= 0 {
+		cfg.MinRequests = 10
+	}
+	st := gobreaker.Settings{
+		Name:        cfg.Name,
+		MaxRequests: uint32(cfg.HalfOpenProbes),
+		Timeout:     cfg.Cooldown,
+		IsExcluded:  func(err error) bool { return err == errBreakerExcluded },
+	}
+	if cfg.FailureRatio > 0 {
+		ratio, minReq := cfg.FailureRatio, uint32(cfg.MinRequests)
+		st.Interval = cfg.Window
+		st.BucketPeriod = cfg.Window / 10
+		st.ReadyToTrip = func(c gobreaker.Counts) bool {
+			return c.Requests >= minReq && float64(c.TotalFailures) >= ratio*float64(c.Requests)
+		}
+	} else {
+		n := uint32(cfg.ConsecutiveFailures)
+		st.ReadyToTrip = func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= n }
+	}
+	b := &CircuitBreaker{cfg: cfg}
+	st.OnStateChange = func(name string, from, to gobreaker.State) {
+		b.state.Store(uint32(stateOf(to)))
+		if cfg.OnStateChange != nil {
+			cfg.OnStateChange(name, stateOf(from), stateOf(to))
+		}
+	}
+	b.cb = gobreaker.NewCircuitBreaker[struct{}](st)
+	return b
+}
+
+// Config returns the breaker's configuration (defaults filled in).
+func (b *CircuitBreaker) Config() BreakerConfig { return b.cfg }
+
+// State returns the breaker's current state.
+func (b *CircuitBreaker) State() endpoint.BreakerState { return stateOf(b.cb.State()) }
+
+func stateOf(s gobreaker.State) endpoint.BreakerState {
+	switch s {
+	case gobreaker.StateHalfOpen:
+		return endpoint.BreakerHalfOpen
+	case gobreaker.StateOpen:
+		return endpoint.BreakerOpen
+	}
+	return endpoint.BreakerClosed
+}
+
+// errCircuitOpen is the one error every refused call returns: shared and
+// immutable, so refusing allocates nothing.
+var errCircuitOpen = &ClassifiedError{
+	Err:     fmt.Errorf("%w", ErrCircuitOpen),
+	Verdict: Verdict{Outcome: timeline.OutcomeAbort, Reason: timeline.ReasonCircuitOpen},
+}
+
+// Breaker returns the decorator that runs each attempt through b. While b
+// is open (or half-open with its probes taken) the attempt is refused
+// without calling next: it is recorded with reason "circuit_open" and
+// returns an error wrapping ErrCircuitOpen. An admitted attempt runs with
+// the breaker's state in its endpoint.AttemptInfo, so the hedge decorator
+// can hold back while the breaker is probing.
+func Breaker(b *CircuitBreaker) endpoint.Middleware {
+	return func(next endpoint.Endpoint) endpoint.Endpoint {
+		return func(ctx context.Context, req any) (any, error) {
+			var (
+				resp     any
+				err      error
+				admitted bool
+			)
+			// Execute's closure does not escape, so this allocates nothing.
+			_, _ = b.cb.Execute(func() (struct{}, error) {
+				admitted = true
+				// gobreaker moved the state (and told us) while admitting.
+				state := endpoint.BreakerState(b.state.Load())
+				resp, err = next(endpoint.WithBreakerState(ctx, state), req)
+				return struct{}{}, breakerVerdict(ctx, resp, err)
+			})
+			if !admitted {
+				if rec := timeline.RecorderFromContext(ctx); rec != nil {
+					info, _ := endpoint.AttemptFromContext(ctx)
+					now := rec.Now()
+					rec.Attempt(ctx, timeline.AttemptRecord{Attempt: max(info.Attempt, 1), StartTime: now, EndTime: now,
+						Outcome: timeline.OutcomeAbort, Reason: timeline.ReasonCircuitOpen, Err: errCircuitOpen.Err})
+				}
+				return nil, errCircuitOpen
+			}
+			return resp, err
+		}
+	}
+}
+
+// breakerVerdict maps a try's verdict to what gobreaker should count.
+func breakerVerdict(ctx context.Context, resp any, err error) error {
+	if err == nil {
+		return nil
+	}
+	switch VerdictOf(ctx, resp, err).Outcome {
+	case timeline.OutcomeSuccess:
+		return nil
+	case timeline.OutcomeRetryable:
+		return errBreakerFailure
+	}
+	return errBreakerExcluded
+}

@@ -1,0 +1,109 @@
+package middleware
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/recourse-go/recourse/clock"
+)
+
+// RatioBudget lets retries and hedges be at most a fraction of first tries
+// over a sliding window, plus a small floor per second so that a quiet key
+// can still retry — the retry budget of the SRE book and of gRPC's retry
+// throttling. Unlike a token bucket it scales with traffic: at 10 %, a
+// dependency that fails everything receives at most 1.1× its normal load.
+//
+// The window is split into 10 slots that expire one at a time.
+type RatioBudget struct {
+	ratio  float64
+	floor  float64 // extra tries per second always allowed
+	window time.Duration
+	slot   time.Duration
+	clock  clock.Clock
+
+	mu    sync.Mutex
+	slots [ratioSlots]ratioSlot
+}
+
+const ratioSlots = 10
+
+type ratioSlot struct {
+	index  int64 // which slot period this holds
+	firsts float64
+	extras float64
+}
+
+// RatioOption configures a RatioBudget.
+type RatioOption func(*RatioBudget)
+
+// Ratio sets the allowed extras per first try (default 0.1).
+func Ratio(r float64) RatioOption { return func(b *RatioBudget) { b.ratio = r } }
+
+// RatioFloor sets extra tries per second allowed regardless of traffic
+// (default 1).
+func RatioFloor(perSecond float64) RatioOption { return func(b *RatioBudget) { b.floor = perSecond } }
+
+// RatioWindow sets the sliding window (default 10s).
+func RatioWindow(d time.Duration) RatioOption { return func(b *RatioBudget) { b.window = d } }
+
+// RatioClock sets the clock (default clock.Real).
+func RatioClock(c clock.Clock) RatioOption { return func(b *RatioBudget) { b.clock = clock.Or(c) } }
+
+// NewRatioBudget returns a ratio budget: 10 % over 10s with a floor of
+// 1 extra try per second unless opts say otherwise.
+func NewRatioBudget(opts ...RatioOption) *RatioBudget {
+	b := &RatioBudget{ratio: 0.1, floor: 1, window: 10 * time.Second, clock: clock.Real{}}
+	for _, o := range opts {
+		o(b)
+	}
+	if b.ratio < 0 || b.ratio != b.ratio {
+		b.ratio = 0
+	}
+	if b.floor < 0 || b.floor != b.floor {
+		b.floor = 0
+	}
+	if b.window < ratioSlots*time.Millisecond {
+		b.window = ratioSlots * time.Millisecond
+	}
+	b.slot = b.window / ratioSlots
+	for i := range b.slots {
+		b.slots[i].index = -1
+	}
+	return b
+}
+
+// Ratio budget decision reasons.
+const (
+	ReasonRatioAvailable = "ratio_available"
+	ReasonRatioExceeded  = "ratio_exceeded"
+)
+
+// Take counts a first try, or admits a retry or hedge if extras in the
+// window stay within ratio × firsts + floor × window.
+func (b *RatioBudget) Take(_ context.Context, t Try) Decision {
+	now := b.clock.Now().UnixNano() / int64(b.slot)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cur := &b.slots[now%ratioSlots]
+	if cur.index != now {
+		*cur = ratioSlot{index: now}
+	}
+	if t.Kind == TryFirst {
+		cur.firsts++
+		return Decision{Allowed: true, Reason: ReasonFirstTry}
+	}
+	var firsts, extras float64
+	for i := range b.slots {
+		if s := &b.slots[i]; s.index > now-ratioSlots {
+			firsts += s.firsts
+			extras += s.extras
+		}
+	}
+	cost := float64(costOf(t))
+	if extras+cost > b.ratio*firsts+b.floor*b.window.Seconds() {
+		return Decision{Allowed: false, Reason: ReasonRatioExceeded}
+	}
+	cur.extras += cost
+	return Decision{Allowed: true, Reason: ReasonRatioAvailable}
+}

@@ -1,0 +1,66 @@
+package middleware
+
+import (
+	"context"
+	"math"
+
+	"golang.org/x/time/rate"
+
+	"github.com/recourse-go/recourse/clock"
+)
+
+// TokenBucketBudget rations retries and hedges with a token bucket
+// (golang.org/x/time/rate): it starts full with capacity tokens and refills
+// at refillPerSecond. Each retry or hedge takes its cost in tokens; first
+// tries take none.
+type TokenBucketBudget struct {
+	lim   *rate.Limiter
+	clock clock.Clock
+}
+
+// NewTokenBucketBudget returns a budget of capacity tokens refilled at
+// refillPerSecond. A capacity of 0 refuses every retry and hedge; a
+// negative refill rate is taken as 0 (no refill).
+func NewTokenBucketBudget(capacity int, refillPerSecond float64) Budget {
+	return NewTokenBucketBudgetWithClock(capacity, refillPerSecond, nil)
+}
+
+// NewTokenBucketBudgetWithClock is NewTokenBucketBudget on clock c.
+func NewTokenBucketBudgetWithClock(capacity int, refillPerSecond float64, c clock.Clock) *TokenBucketBudget {
+	if capacity < 0 {
+		capacity = 0
+	}
+	if refillPerSecond < 0 || math.IsNaN(refillPerSecond) {
+		refillPerSecond = 0
+	}
+	// rate.Limiter starts full.
+	return &TokenBucketBudget{lim: rate.NewLimiter(rate.Limit(refillPerSecond), capacity), clock: clock.Or(c)}
+}
+
+// Token bucket decision reasons.
+const (
+	ReasonTokensAvailable = "tokens_available"
+	ReasonTokensExhausted = "tokens_exhausted"
+	ReasonFirstTry        = "first_try"
+)
+
+// Take takes t.Cost tokens for a retry or hedge, if there are enough.
+func (b *TokenBucketBudget) Take(_ context.Context, t Try) Decision {
+	if t.Kind == TryFirst {
+		return Decision{Allowed: true, Reason: ReasonFirstTry}
+	}
+	if b.lim.AllowN(b.clock.Now(), costOf(t)) {
+		return Decision{Allowed: true, Reason: ReasonTokensAvailable}
+	}
+	return Decision{Allowed: false, Reason: ReasonTokensExhausted}
+}
+
+// Tokens returns the tokens available now.
+func (b *TokenBucketBudget) Tokens() float64 { return b.lim.TokensAt(b.clock.Now()) }
+
+func costOf(t Try) int {
+	if t.Cost < 1 {
+		return 1
+	}
+	return t.Cost
+}
