@@ -60,7 +60,9 @@ func (h *hedger) run(ctx context.Context, req any, next endpoint.Endpoint) (any,
 	g.cancels = append(g.cancels[:0], pcancel)
 	g.start = h.clock.Now()
 	g.wg.Add(1)
+	g.mu.Lock() // fire may run before AfterFunc returns
 	g.timer = h.clock.AfterFunc(delay, g.fire)
+	g.mu.Unlock()
 	resp, err := next(pctx, req)
 	return g.primaryDone(resp, err)
 }

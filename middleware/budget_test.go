@@ -1,0 +1,133 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/recourse-go/recourse/clock"
+	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/timeline"
+)
+
+func budgetChain(b Budget, attempts int, ep endpoint.Endpoint) endpoint.Endpoint {
+	return endpoint.Chain(Observe("k"), Retry(MaxAttempts(attempts), WithBackoff(BackoffConfig{Initial: time.Microsecond, Max: time.Microsecond, Multiplier: 1})),
+		BudgetGate(b, BudgetName("retries")), Classify(nil))(ep)
+}
+
+func TestTokenBucketCapacityZeroAllowsOnlyTheFirstAttempt(t *testing.T) {
+	var calls atomic.Int32
+	ctx, c := record(context.Background())
+	_, err := budgetChain(NewTokenBucketBudget(0, 0), 3, scripted(&calls, errFlaky, errFlaky, errFlaky))(ctx, nil)
+	if calls.Load() != 1 {
+		t.Fatalf("calls = %d, want 1", calls.Load())
+	}
+	if err != errFlaky {
+		t.Fatalf("err = %v, want the last real error", err)
+	}
+	a := c.Timeline().Attempts
+	if len(a) != 2 || a[1].Reason != timeline.ReasonBudgetDenied || a[1].Outcome != timeline.OutcomeAbort || a[1].Attempt != 2 {
+		t.Fatalf("attempts = %+v", a)
+	}
+}
+
+func TestBudgetDeniedWithoutARealTryIsErrBudgetExhausted(t *testing.T) {
+	// A hedge-less retry loop whose very first try is a retry (attempt 2)
+	// cannot happen; but a budget used alone refuses with the same error.
+	ep := BudgetGate(NewTokenBucketBudget(0, 0))(endpoint.Nop)
+	ctx := endpoint.WithAttempt(context.Background(), endpoint.AttemptInfo{Attempt: 2})
+	_, err1 := ep(ctx, nil)
+	_, err2 := ep(ctx, nil)
+	if !errors.Is(err1, ErrBudgetExhausted) || err1 != err2 {
+		t.Fatalf("errors %v / %v: refusals must return the one same error", err1, err2)
+	}
+	if v := VerdictOf(ctx, nil, err1); v.Reason != timeline.ReasonBudgetDenied {
+		t.Fatalf("verdict = %+v", v)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = ep(ctx, nil) }); n != 0 {
+		t.Fatalf("a refusal allocates %v", n)
+	}
+}
+
+func TestTokenBucketRefillsOnItsClock(t *testing.T) {
+	f := clock.NewFake(time.Unix(0, 0))
+	b := NewTokenBucketBudgetWithClock(1, 2, f) // 1 token, +2/s
+	retry := Try{Kind: TryRetry, Cost: 1}
+	if !b.Take(context.Background(), retry).Allowed {
+		t.Fatal("full bucket refused")
+	}
+	if b.Take(context.Background(), retry).Allowed {
+		t.Fatal("empty bucket allowed")
+	}
+	if !b.Take(context.Background(), Try{Kind: TryFirst}).Allowed {
+		t.Fatal("first try refused")
+	}
+	f.Advance(500 * time.Millisecond)
+	if !b.Take(context.Background(), retry).Allowed {
+		t.Fatal("refilled bucket refused")
+	}
+}
+
+func TestRatioBudgetBoundsAmplification(t *testing.T) {
+	f := clock.NewFake(time.Unix(0, 0))
+	b := NewRatioBudget(Ratio(0.1), RatioFloor(1), RatioWindow(10*time.Second), RatioClock(f))
+	var calls atomic.Int32
+	ep := budgetChain(b, 3, func(context.Context, any) (any, error) { calls.Add(1); return nil, errFlaky })
+	for i := 0; i < 1000; i++ {
+		if _, err := ep(context.Background(), nil); !errors.Is(err, errFlaky) {
+			t.Fatalf("call %d: err = %v", i, err)
+		}
+	}
+	floor := 1 * 10 // floor per second × window seconds
+	if got, limit := int(calls.Load()), 1100+floor; got > limit {
+		t.Fatalf("tries = %d for 1000 calls, limit %d", got, limit)
+	}
+	if calls.Load() <= 1000 {
+		t.Fatalf("tries = %d: the budget allowed no retries at all", calls.Load())
+	}
+}
+
+func TestRatioBudgetWindowSlides(t *testing.T) {
+	f := clock.NewFake(time.Unix(0, 0))
+	b := NewRatioBudget(Ratio(0.5), RatioFloor(0), RatioWindow(time.Second), RatioClock(f))
+	ctx := context.Background()
+	for i := 0; i < 10; i++ {
+		b.Take(ctx, Try{Kind: TryFirst})
+	}
+	allowed := 0
+	for i := 0; i < 10; i++ {
+		if b.Take(ctx, Try{Kind: TryRetry, Cost: 1}).Allowed {
+			allowed++
+		}
+	}
+	if allowed != 5 {
+		t.Fatalf("allowed %d retries for 10 calls at 50%%", allowed)
+	}
+	f.Advance(2 * time.Second) // everything expired: no calls, no retries
+	if b.Take(ctx, Try{Kind: TryRetry, Cost: 1}).Allowed {
+		t.Fatal("retry allowed with no calls in the window")
+	}
+}
+
+type panickyBudget struct{}
+
+func (panickyBudget) Take(context.Context, Try) Decision { panic("budget bug") }
+
+func TestBudgetPanicBecomesPanicError(t *testing.T) {
+	ep := BudgetGate(panickyBudget{}, RecoverBudgetPanics("a.b"))(endpoint.Nop)
+	_, err := ep(endpoint.WithAttempt(context.Background(), endpoint.AttemptInfo{Attempt: 2}), nil)
+	var pe *PanicError
+	if !errors.As(err, &pe) || pe.Component != "budget" || pe.Key != "a.b" {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestUnlimitedBudgetAllowsEverything(t *testing.T) {
+	var calls atomic.Int32
+	_, err := budgetChain(UnlimitedBudget{}, 3, scripted(&calls, errFlaky, errFlaky))(context.Background(), nil)
+	if err != nil || calls.Load() != 3 {
+		t.Fatalf("err %v calls %d", err, calls.Load())
+	}
+}
