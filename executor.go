@@ -11,10 +11,15 @@ import (
 
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/hedge"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/policy"
 	"github.com/recourse-go/recourse/timeline"
 )
+
+// ErrNoTrigger is returned (wrapped) when a policy names a hedge trigger
+// the executor lacks and the missing-trigger mode is FailureDeny.
+var ErrNoTrigger = errors.New("recourse: no such hedge trigger")
 
 // ErrNoClassifier is returned (wrapped) when a policy names a classifier
 // the executor lacks and the missing-classifier mode is FailureDeny.
@@ -38,6 +43,17 @@ type Executor struct {
 
 	mu      sync.Mutex                        // serialises cache writers
 	entries atomic.Pointer[map[string]*entry] // copy-on-write
+
+	stateMu  sync.Mutex // guards the per-key state below (compile time only)
+	breakers map[string]*keyBreaker
+	trackers map[string]*hedge.LatencyTracker
+}
+
+// keyBreaker is a key's breaker and the policy it was built from: a
+// changed policy gets a new breaker, an unchanged one keeps its state.
+type keyBreaker struct {
+	policy policy.CircuitPolicy
+	b      *middleware.CircuitBreaker
 }
 
 // entry is one key's compiled chain.
@@ -67,15 +83,28 @@ func NewExecutor(opts ...Option) *Executor {
 	if o.Classifier == nil {
 		o.Classifier = middleware.DefaultClassifier
 	}
-	e := &Executor{opts: o}
+	e := &Executor{opts: o, breakers: map[string]*keyBreaker{}, trackers: map[string]*hedge.LatencyTracker{}}
 	e.versioned, _ = o.Provider.(policy.Versioned)
 	return e
 }
 
 // NewDefaultExecutor returns an executor with recourse's recommended
-// defaults under opts: keys without a policy run under policy.Defaults().
+// defaults, then opts: keys without a policy run under policy.Defaults();
+// the budget "unlimited" is registered; the hedge triggers "p99" and "p95"
+// (latency-aware, 10ms until warm) are registered for policies to name.
 func NewDefaultExecutor(opts ...Option) *Executor {
-	return NewExecutor(opts...)
+	defaults := []Option{
+		WithBudget("unlimited", middleware.UnlimitedBudget{}),
+		WithHedgeTrigger("p99", quantileTrigger(0.99)),
+		WithHedgeTrigger("p95", quantileTrigger(0.95)),
+	}
+	return NewExecutor(append(defaults, opts...)...)
+}
+
+func quantileTrigger(q float64) TriggerFactory {
+	return func(t *hedge.LatencyTracker) hedge.Trigger {
+		return hedge.NewLatencyTrigger(t, q, hedge.Fallback(policy.DefaultHedgeDelay))
+	}
 }
 
 func (e *Executor) version() uint64 {
@@ -153,6 +182,9 @@ func (e *Executor) compile(ctx context.Context, key string) *entry {
 		Attributes: attrs,
 		NoRecover:  e.opts.NoPanicRecovery,
 	}
+	if refusal == nil {
+		refusal = e.shared(key, np, &comp, attrs)
+	}
 	en := &entry{key: key}
 	if refusal == nil {
 		c, err := comp.Compile(np)
@@ -173,6 +205,106 @@ func (e *Executor) compile(ctx context.Context, key string) *entry {
 	}
 	en.ep = en.mw(e.terminal(key))
 	return en
+}
+
+// shared fills the compiler with the executor-held state the policy's
+// breaker, hedge and budget sections use, applying the missing-budget and
+// missing-trigger modes. A non-nil error refuses the key's calls.
+func (e *Executor) shared(key string, p policy.Policy, comp *policy.Compiler, attrs map[string]string) error {
+	if p.Circuit.Enabled {
+		comp.Breaker = e.breaker(key, p.Circuit)
+	}
+	if p.Hedge.Enabled {
+		tracker := e.tracker(key)
+		comp.Tracker = tracker
+		if name := p.Hedge.Trigger; name != "" {
+			if f, ok := e.opts.Triggers[name]; ok {
+				comp.Trigger = f(tracker)
+			} else if e.opts.MissingTriggerMode == FailureDeny {
+				return fmt.Errorf("%w %q (key %q)", ErrNoTrigger, name, key)
+			} else {
+				attrs["trigger_error"] = fmt.Sprintf("no hedge trigger %q; using the policy's delay/quantile", name)
+			}
+		}
+	}
+	comp.Budget = e.budget(p.Budget, attrs)
+	if p.Hedge.Enabled {
+		comp.HedgeBudget = e.budget(p.Hedge.Budget, attrs)
+	}
+	return nil
+}
+
+// budget resolves a budget name, applying the missing-budget mode: deny
+// (default) refuses every retry and hedge, allow lets them all through.
+func (e *Executor) budget(name string, attrs map[string]string) middleware.Budget {
+	if name == "" {
+		return nil
+	}
+	if b, ok := e.opts.Budgets[name]; ok {
+		return b
+	}
+	attrs["budget_error"] = fmt.Sprintf("no budget %q (missing_budget_mode=%s)", name, e.opts.MissingBudgetMode)
+	if e.opts.MissingBudgetMode == FailureAllow {
+		return middleware.UnlimitedBudget{}
+	}
+	return missingBudget{}
+}
+
+// missingBudget stands in, failing closed, for a budget that does not exist.
+type missingBudget struct{}
+
+func (missingBudget) Take(_ context.Context, t middleware.Try) middleware.Decision {
+	if t.Kind == middleware.TryFirst {
+		return middleware.Decision{Allowed: true, Reason: middleware.ReasonFirstTry}
+	}
+	return middleware.Decision{Allowed: false, Reason: "budget_missing"}
+}
+
+// breaker returns key's breaker for cp: the existing one while the circuit
+// policy is unchanged, a new one when it changed.
+func (e *Executor) breaker(key string, cp policy.CircuitPolicy) *middleware.CircuitBreaker {
+	e.stateMu.Lock()
+	defer e.stateMu.Unlock()
+	if kb, ok := e.breakers[key]; ok && kb.policy == cp {
+		return kb.b
+	}
+	cfg := policy.BreakerConfig(key, cp)
+	obs, clk := e.opts.Observer, e.opts.Clock
+	if !timeline.IsNoop(obs) {
+		cfg.OnStateChange = func(name string, from, to endpoint.BreakerState) {
+			obs.OnBreakerState(timeline.BreakerStateChange{Key: name, From: from.String(), To: to.String(), At: clk.Now()})
+		}
+	}
+	b := middleware.NewCircuitBreaker(cfg)
+	if len(e.breakers) < maxCachedKeys {
+		e.breakers[key] = &keyBreaker{policy: cp, b: b}
+	}
+	return b
+}
+
+// tracker returns key's latency tracker, which outlives policy changes.
+func (e *Executor) tracker(key string) *hedge.LatencyTracker {
+	e.stateMu.Lock()
+	defer e.stateMu.Unlock()
+	if t, ok := e.trackers[key]; ok {
+		return t
+	}
+	t := hedge.NewLatencyTracker(0)
+	if len(e.trackers) < maxCachedKeys {
+		e.trackers[key] = t
+	}
+	return t
+}
+
+// Breaker returns key's circuit breaker, or nil if its policy has none (or
+// no call for it has been made yet).
+func (e *Executor) Breaker(key string) *middleware.CircuitBreaker {
+	e.stateMu.Lock()
+	defer e.stateMu.Unlock()
+	if kb, ok := e.breakers[key]; ok {
+		return kb.b
+	}
+	return nil
 }
 
 // resolve finds key's policy, recording how in attrs. A non-nil error

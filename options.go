@@ -2,6 +2,7 @@ package recourse
 
 import (
 	"github.com/recourse-go/recourse/clock"
+	"github.com/recourse-go/recourse/hedge"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/policy"
 	"github.com/recourse-go/recourse/timeline"
@@ -57,6 +58,13 @@ type Options struct {
 	// MissingBudgetMode applies when a policy names a budget the executor
 	// lacks. Default FailureDeny.
 	MissingBudgetMode FailureMode
+	// Triggers are the named hedge triggers policies may refer to
+	// (HedgePolicy.Trigger), each made per key over the key's tracker.
+	Triggers map[string]TriggerFactory
+	// MissingTriggerMode applies when a policy names a trigger the executor
+	// lacks: FailureFallback/FailureAllow use the trigger the policy's
+	// delay and quantile describe, FailureDeny refuses the key's calls.
+	MissingTriggerMode FailureMode
 	// MissingClassifierMode applies when a policy names a classifier the
 	// executor lacks: FailureFallback/FailureAllow use Classifier,
 	// FailureDeny refuses the key's calls. Default FailureFallback.
@@ -112,6 +120,27 @@ func WithClassifier(name string, c middleware.Classifier) Option {
 		}
 		o.Classifiers[name] = c
 	}
+}
+
+// TriggerFactory makes a key's hedge trigger over the key's latency
+// tracker (which the executor keeps across policy changes).
+type TriggerFactory func(tracker *hedge.LatencyTracker) hedge.Trigger
+
+// WithHedgeTrigger registers a hedge trigger under name for policies to
+// refer to (HedgePolicy.Trigger).
+func WithHedgeTrigger(name string, f TriggerFactory) Option {
+	return func(o *Options) {
+		if o.Triggers == nil {
+			o.Triggers = make(map[string]TriggerFactory)
+		}
+		o.Triggers[name] = f
+	}
+}
+
+// WithMissingTriggerMode sets what happens when a policy names a hedge
+// trigger the executor lacks.
+func WithMissingTriggerMode(m FailureMode) Option {
+	return func(o *Options) { o.MissingTriggerMode = m }
 }
 
 // WithDefaultClassifier sets the classifier of policies that name none.

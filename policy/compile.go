@@ -1,11 +1,13 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/hedge"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/timeline"
 )
@@ -23,9 +25,23 @@ type Compiler struct {
 	Classifier middleware.Classifier
 	// Attributes are copied into every timeline of the chain.
 	Attributes map[string]string
-	// NoRecover lets panics in classifiers propagate instead of becoming
-	// *middleware.PanicError.
+	// NoRecover lets panics in classifiers and budgets propagate instead
+	// of becoming *middleware.PanicError.
 	NoRecover bool
+
+	// Breaker is the key's circuit breaker, shared by all its calls. When
+	// the policy enables the breaker and Breaker is nil, Compile makes a
+	// new one from the policy (state then lives with the chain).
+	Breaker *middleware.CircuitBreaker
+	// Budget is the budget the policy's Budget names, and HedgeBudget the
+	// one its Hedge.Budget names. A named budget not given is an error.
+	Budget      middleware.Budget
+	HedgeBudget middleware.Budget
+	// Trigger overrides the hedge trigger the policy describes.
+	Trigger hedge.Trigger
+	// Tracker holds the key's recent latencies for a latency-aware
+	// trigger; nil gives the chain its own.
+	Tracker *hedge.LatencyTracker
 }
 
 // Stage is one decorator of a compiled chain, described for humans.
@@ -62,9 +78,9 @@ func (c *Compiled) Describe() string {
 
 // Compile normalizes p and builds its chain: observe → overall timeout →
 // retry → breaker → hedge → budget → per-attempt timeout → classify.
-// Sections the policy leaves off are not compiled in. Breaker, hedge and
-// budget sections need executor-held state; until the compiler is given
-// it, a policy enabling them is refused with an error naming the field.
+// Sections the policy leaves off are not compiled in. A policy naming a
+// budget the compiler was not given is refused with an error naming the
+// field and the value.
 func (c *Compiler) Compile(p Policy) (*Compiled, error) {
 	p, _ = p.Normalize()
 	key := p.Key.String()
@@ -97,14 +113,27 @@ func (c *Compiler) Compile(p Policy) (*Compiled, error) {
 	), "retry", fmt.Sprintf("max_attempts=%d backoff=%v..%v x%g jitter=%s max_retry_after=%v",
 		r.MaxAttempts, r.InitialBackoff, r.MaxBackoff, r.Multiplier, r.Jitter, r.MaxRetryAfter))
 
-	if p.Circuit.Enabled {
-		return nil, fmt.Errorf("policy %q: circuit.enabled=true: %w", key, errNotCompiled)
+	if cp := p.Circuit; cp.Enabled {
+		b := c.Breaker
+		if b == nil {
+			b = middleware.NewCircuitBreaker(BreakerConfig(key, cp))
+		}
+		add(middleware.Breaker(b), "breaker", breakerDetail(cp))
 	}
-	if p.Hedge.Enabled {
-		return nil, fmt.Errorf("policy %q: hedge.enabled=true: %w", key, errNotCompiled)
+	if hp := p.Hedge; hp.Enabled {
+		trig := c.Trigger
+		if trig == nil {
+			trig = TriggerFor(hp, c.Tracker)
+		}
+		add(hedge.New(trig, hedge.MaxHedges(hp.MaxHedges), hedge.WithClock(c.Clock)), "hedge",
+			hedgeDetail(hp, trig))
 	}
-	if p.Budget != "" {
-		return nil, fmt.Errorf("policy %q: budget=%q: %w", key, p.Budget, errNotCompiled)
+	if p.Budget != "" || (p.Hedge.Enabled && p.Hedge.Budget != "") {
+		mw, detail, err := c.budgetGate(p, key)
+		if err != nil {
+			return nil, err
+		}
+		add(mw, "budget", detail)
 	}
 
 	if r.TimeoutPerAttempt > 0 {
@@ -119,7 +148,78 @@ func (c *Compiler) Compile(p Policy) (*Compiled, error) {
 	return &Compiled{Policy: p, Middleware: endpoint.Chain(mws[0], mws[1:]...), Stages: stages}, nil
 }
 
-var errNotCompiled = fmt.Errorf("section not supported by this compiler")
+// ErrBudgetNotGiven is returned (wrapped) by Compile for a policy naming a
+// budget the Compiler was not given.
+var ErrBudgetNotGiven = errors.New("budget not given to the compiler")
+
+func (c *Compiler) budgetGate(p Policy, key string) (endpoint.Middleware, string, error) {
+	retry, hedgeB := c.Budget, c.HedgeBudget
+	if p.Budget == "" {
+		retry = middleware.UnlimitedBudget{}
+	} else if retry == nil {
+		return nil, "", fmt.Errorf("policy %q: budget=%q: %w", key, p.Budget, ErrBudgetNotGiven)
+	}
+	opts := []middleware.BudgetOption{middleware.BudgetName(p.Budget), middleware.BudgetCostPerTry(p.BudgetCost)}
+	detail := fmt.Sprintf("retries=%s cost=%d", orNone(p.Budget), p.BudgetCost)
+	if p.Hedge.Enabled && p.Hedge.Budget != "" {
+		if hedgeB == nil {
+			return nil, "", fmt.Errorf("policy %q: hedge.budget=%q: %w", key, p.Hedge.Budget, ErrBudgetNotGiven)
+		}
+		opts = append(opts, middleware.HedgeBudget(p.Hedge.Budget, hedgeB))
+		detail += " hedges=" + p.Hedge.Budget
+	}
+	if !c.NoRecover {
+		opts = append(opts, middleware.RecoverBudgetPanics(key))
+	}
+	return middleware.BudgetGate(retry, opts...), detail, nil
+}
+
+// BreakerConfig turns a circuit policy into the breaker configuration for
+// key (without a state-change callback).
+func BreakerConfig(key string, cp CircuitPolicy) middleware.BreakerConfig {
+	return middleware.BreakerConfig{
+		Name: key, ConsecutiveFailures: cp.ConsecutiveFailures, Cooldown: cp.Cooldown,
+		HalfOpenProbes: cp.HalfOpenProbes, FailureRatio: cp.FailureRatio, Window: cp.Window, MinRequests: cp.MinRequests,
+	}
+}
+
+// TriggerFor returns the trigger a hedge policy describes: latency-aware
+// at hp.Quantile over tracker (hp.Delay until warm) when a quantile is
+// set, else a fixed delay of hp.Delay.
+func TriggerFor(hp HedgePolicy, tracker *hedge.LatencyTracker) hedge.Trigger {
+	if hp.Quantile > 0 {
+		return hedge.NewLatencyTrigger(tracker, hp.Quantile, hedge.Fallback(hp.Delay))
+	}
+	return hedge.FixedDelay(hp.Delay)
+}
+
+func breakerDetail(cp CircuitPolicy) string {
+	if cp.FailureRatio > 0 {
+		return fmt.Sprintf("failure_ratio=%g window=%v min_requests=%d cooldown=%v half_open_probes=%d",
+			cp.FailureRatio, cp.Window, cp.MinRequests, cp.Cooldown, cp.HalfOpenProbes)
+	}
+	return fmt.Sprintf("consecutive_failures=%d cooldown=%v half_open_probes=%d", cp.ConsecutiveFailures, cp.Cooldown, cp.HalfOpenProbes)
+}
+
+func hedgeDetail(hp HedgePolicy, trig hedge.Trigger) string {
+	d := fmt.Sprintf("trigger=%s", trig.Name())
+	if hp.Trigger != "" {
+		d = fmt.Sprintf("trigger=%s(%s)", hp.Trigger, trig.Name())
+	}
+	if hp.Quantile > 0 {
+		d += fmt.Sprintf(" quantile=%g fallback=%v", hp.Quantile, hp.Delay)
+	} else {
+		d += fmt.Sprintf(" delay=%v", hp.Delay)
+	}
+	return d + fmt.Sprintf(" max_hedges=%d", hp.MaxHedges)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
 
 func idDetail(id string) string {
 	if id == "" {

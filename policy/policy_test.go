@@ -155,3 +155,30 @@ func stageNames(c *Compiled) string {
 	}
 	return strings.Join(names, ",")
 }
+
+func TestCompileRefusesABudgetItWasNotGiven(t *testing.T) {
+	var c Compiler
+	_, err := c.Compile(New("a.b", WithBudget("retries")))
+	if !errors.Is(err, ErrBudgetNotGiven) || !strings.Contains(err.Error(), `budget="retries"`) || !strings.Contains(err.Error(), `"a.b"`) {
+		t.Fatalf("err = %v", err)
+	}
+	_, err = c.Compile(New("a.b", WithHedge(HedgePolicy{Enabled: true, Budget: "hedges"})))
+	if !errors.Is(err, ErrBudgetNotGiven) || !strings.Contains(err.Error(), `hedge.budget="hedges"`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestCompileFullChainStandalone(t *testing.T) {
+	c := Compiler{}
+	comp, err := c.Compile(New("a.b", LowLatencyDefaults(), WithCircuitBreaker(CircuitPolicy{Enabled: true, FailureRatio: 0.5})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stageNames(comp); got != "observe,overall_timeout,retry,breaker,hedge,attempt_timeout,classify" {
+		t.Fatalf("chain = %s", got)
+	}
+	d := comp.Describe()
+	if !strings.Contains(d, "trigger=latency quantile=0.95") || !strings.Contains(d, "failure_ratio=0.5") {
+		t.Fatalf("Describe:\n%s", d)
+	}
+}
