@@ -178,4 +178,3 @@ func TestFullChainOrder(t *testing.T) {
 		t.Fatalf("chain = %s\nwant    %s", got, want)
 	}
 }
-
