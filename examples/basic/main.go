@@ -9,8 +9,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"sync/atomic"
@@ -19,12 +17,31 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/recourse-go/recourse"
+	"github.com/recourse-go/recourse/examples/internal/flaky"
 	"github.com/recourse-go/recourse/policy"
 	"github.com/recourse-go/recourse/timeline"
 )
 
 func main() {
-	base, stop := startFlakyServer()
+	var flakyN, slowN atomic.Int64
+	mux := http.NewServeMux()
+	mux.HandleFunc("/flaky", func(w http.ResponseWriter, r *http.Request) {
+		if flakyN.Add(1)%3 != 0 {
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, "42 in stock")
+	})
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		if slowN.Add(1) == 1 && !flaky.Sleep(r.Context(), 2*time.Second) {
+			return
+		}
+		fmt.Fprint(w, "7 in stock")
+	})
+	mux.HandleFunc("/bad", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no such item", http.StatusBadRequest)
+	})
+	base, stop := flaky.Start(mux)
 	defer stop()
 
 	zerolog.TimeFieldFormat = time.RFC3339Nano
@@ -52,62 +69,8 @@ func main() {
 		{"inventory.Unknown", "/flaky"}, // no policy: runs under the fallback
 	} {
 		body, tl, err := recourse.DoValueWithTimeline(ctx, call.key, func(ctx context.Context) (string, error) {
-			return get(ctx, base+call.path)
+			return flaky.Get(ctx, base+call.path)
 		})
 		fmt.Printf("\n== %s → %q, err=%v\n%s\n\n", call.key, body, err, tl)
 	}
-}
-
-// get fetches url; 5xx is retryable, 4xx is permanent.
-func get(ctx context.Context, url string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return "", recourse.Permanent(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	switch {
-	case resp.StatusCode >= 500:
-		return "", fmt.Errorf("server error: %s", resp.Status)
-	case resp.StatusCode >= 400:
-		return "", recourse.Permanent(fmt.Errorf("client error: %s", resp.Status))
-	}
-	return string(b), nil
-}
-
-// startFlakyServer serves the dependency on a loopback port.
-func startFlakyServer() (base string, stop func()) {
-	var flaky, slow atomic.Int64
-	mux := http.NewServeMux()
-	mux.HandleFunc("/flaky", func(w http.ResponseWriter, r *http.Request) {
-		if flaky.Add(1)%3 != 0 {
-			http.Error(w, "try again", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprint(w, "42 in stock")
-	})
-	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
-		if slow.Add(1) == 1 {
-			select {
-			case <-time.After(2 * time.Second):
-			case <-r.Context().Done():
-				return
-			}
-		}
-		fmt.Fprint(w, "7 in stock")
-	})
-	mux.HandleFunc("/bad", func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "no such item", http.StatusBadRequest)
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	return "http://" + ln.Addr().String(), func() { _ = srv.Close() }
 }
