@@ -49,7 +49,7 @@ func New(trigger Trigger, opts ...Option) endpoint.Middleware {
 func (h *hedger) run(ctx context.Context, req any, next endpoint.Endpoint) (any, error) {
 	info, _ := endpoint.AttemptFromContext(ctx)
 	delay, ok := h.trigger.Delay()
-	if !ok || h.maxHedges < 1 || info.Breaker != endpoint.BreakerClosed || info.IsHedge() {
+	if !ok || h.maxHedges < 1 || info.Breaker != endpoint.BreakerClosed || info.IsHedge() || endpoint.IsAtMostOnce(ctx) {
 		return h.single(ctx, req, next)
 	}
 	if info.Attempt == 0 {
@@ -151,7 +151,9 @@ func (g *group) fire() {
 
 	g.mu.Lock()
 	g.running--
-	if !g.decided {
+	if g.decided {
+		endpoint.Discard(resp) // lost the race
+	} else {
 		g.h.observe(hctx, now, resp, err)
 		g.consider(idx, resp, err)
 	}
@@ -175,6 +177,7 @@ func (g *group) consider(idx int, resp any, err error) {
 	case v.Outcome == timeline.OutcomeAbort && v.Reason == timeline.ReasonBudgetDenied && idx > 0:
 		// A refused hedge never ran: the race goes on without it.
 	case v.Outcome == timeline.OutcomeRetryable:
+		endpoint.Discard(g.lastResp)
 		g.lastIdx, g.lastResp, g.lastErr, g.hasLast = idx, resp, err, true
 	default: // non-retryable, abort: the race is over
 		g.decide(idx, resp, err)
@@ -182,6 +185,9 @@ func (g *group) consider(idx int, resp any, err error) {
 }
 
 func (g *group) decide(idx int, resp any, err error) {
+	if g.hasLast && g.lastIdx != idx {
+		endpoint.Discard(g.lastResp)
+	}
 	g.decided, g.winner, g.resp, g.err = true, idx, resp, err
 	for i, c := range g.cancels {
 		if i != idx {
@@ -195,7 +201,9 @@ func (g *group) decide(idx int, resp any, err error) {
 // returns the attempt's result.
 func (g *group) primaryDone(resp any, err error) (any, error) {
 	g.mu.Lock()
-	if !g.decided {
+	if g.decided {
+		endpoint.Discard(resp) // a hedge won while the primary ran
+	} else {
 		g.h.observe(g.ctx, g.start, resp, err)
 		g.consider(0, resp, err)
 	}
@@ -215,7 +223,11 @@ func (g *group) primaryDone(resp any, err error) (any, error) {
 			g.decide(0, resp, err)
 		}
 	}
-	for _, c := range g.cancels {
+	for i, c := range g.cancels {
+		if i == g.winner && g.err == nil {
+			endpoint.ReleaseOrAdopt(g.resp, c) // the winner's body may still be read
+			continue
+		}
 		c()
 	}
 	spawned, winner, won := g.spawned, g.winner, g.err == nil || isSuccess(g.ctx, g.resp, g.err)

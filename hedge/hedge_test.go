@@ -317,3 +317,46 @@ func TestGroupKeepsRacingAfterARetryableFailure(t *testing.T) {
 		t.Fatalf("decided %v winner %d resp %v", g.decided, g.winner, g.resp)
 	}
 }
+
+// held is a response holding a resource.
+type held struct {
+	name      string
+	discarded atomic.Bool
+}
+
+func (h *held) Discard() { h.discarded.Store(true) }
+
+func TestLosingResponsesAreDiscarded(t *testing.T) {
+	f := clock.NewFake(time.Unix(0, 0))
+	primary, hedged := &held{name: "primary"}, &held{name: "hedge"}
+	hedgeDone := make(chan struct{})
+	tr := &tries{byIndex: map[int]func(context.Context) (any, error){
+		0: func(ctx context.Context) (any, error) {
+			<-hedgeDone
+			return primary, nil // finished too, but after the hedge won
+		},
+		1: func(context.Context) (any, error) { defer close(hedgeDone); return hedged, nil },
+	}}
+	ep := chain(New(FixedDelay(time.Millisecond), WithClock(f)), nil, tr.endpoint)
+	done := make(chan any, 1)
+	go func() { resp, _ := ep(context.Background(), nil); done <- resp }()
+	f.BlockUntil(1)
+	f.Advance(time.Millisecond)
+	winner := (<-done).(*held)
+	loser := primary
+	if winner == primary {
+		loser = hedged
+	}
+	if winner.discarded.Load() || !loser.discarded.Load() {
+		t.Fatalf("winner %s discarded=%v, loser %s discarded=%v", winner.name, winner.discarded.Load(), loser.name, loser.discarded.Load())
+	}
+}
+
+func TestAtMostOnceIsNeverHedged(t *testing.T) {
+	f := clock.NewFake(time.Unix(0, 0))
+	tr := &tries{byIndex: map[int]func(context.Context) (any, error){0: func(context.Context) (any, error) { return "ok", nil }}}
+	h := New(FixedDelay(time.Nanosecond), WithClock(f))(tr.endpoint)
+	if _, err := h(endpoint.AtMostOnce(context.Background()), nil); err != nil || f.Waiters() != 0 {
+		t.Fatalf("err %v, timers armed %d", err, f.Waiters())
+	}
+}

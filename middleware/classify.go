@@ -178,7 +178,7 @@ func Classify(c Classifier, opts ...ClassifyOption) endpoint.Middleware {
 			}
 			if err == nil && v.Outcome == timeline.OutcomeSuccess {
 				if rec != nil {
-					recordTry(ctx, rec, start, v, nil)
+					recordTry(ctx, rec, start, v, resp, nil)
 				}
 				return resp, nil
 			}
@@ -192,7 +192,7 @@ func Classify(c Classifier, opts ...ClassifyOption) endpoint.Middleware {
 				}
 			}
 			if rec != nil {
-				recordTry(ctx, rec, start, v, ce.Err)
+				recordTry(ctx, rec, start, v, resp, ce.Err)
 			}
 			return resp, ce
 		}
@@ -215,7 +215,7 @@ func (cfg classifyConfig) safeJudge(ctx context.Context, c Classifier, resp any,
 	return judge(ctx, c, resp, err), nil
 }
 
-func recordTry(ctx context.Context, rec *timeline.Recorder, start time.Time, v Verdict, err error) {
+func recordTry(ctx context.Context, rec *timeline.Recorder, start time.Time, v Verdict, resp any, err error) {
 	info, _ := endpoint.AttemptFromContext(ctx)
 	attempt := info.Attempt
 	if attempt == 0 {
@@ -229,5 +229,18 @@ func recordTry(ctx context.Context, rec *timeline.Recorder, start time.Time, v V
 		Outcome:    v.Outcome,
 		Reason:     v.Reason,
 		Err:        err,
+		Status:     statusOf(resp, err),
 	})
+}
+
+// statusOf returns the protocol status a response or error reports.
+func statusOf(resp any, err error) string {
+	if s, ok := resp.(endpoint.Statuser); ok {
+		return s.AttemptStatus()
+	}
+	var s endpoint.Statuser
+	if err != nil && errors.As(err, &s) {
+		return s.AttemptStatus()
+	}
+	return ""
 }

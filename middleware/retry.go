@@ -57,6 +57,9 @@ type retrier struct {
 //     when ctx is done, and is skipped (ending the call) when it would
 //     outlast ctx's deadline.
 //
+// A context marked endpoint.AtMostOnce gets one attempt. Responses of
+// attempts the loop moves past are released (endpoint.Discard).
+//
 // The caller gets the last attempt's own error (never the verdict wrapper),
 // so errors.Is finds the operation's error. When ctx is cancelled during a
 // wait, the error wraps both ctx.Err() and the last attempt's error. A
@@ -95,23 +98,27 @@ func (r *retrier) run(ctx context.Context, req any, next endpoint.Endpoint) (any
 		actx := endpoint.WithAttempt(ctx, endpoint.AttemptInfo{Key: r.key, PolicyID: r.policyID, Attempt: attempt})
 		resp, err := next(actx, req)
 		if err == nil {
+			endpoint.Discard(lastResp)
 			return resp, nil
 		}
 		v := VerdictOf(ctx, resp, err)
 		if refused(v) {
 			if lastErr != nil {
+				endpoint.Discard(resp)
 				return lastResp, lastErr
 			}
 			return resp, unwrapVerdict(err)
 		}
+		endpoint.Discard(lastResp) // superseded by this attempt's
 		lastResp, lastErr = resp, unwrapVerdict(err)
-		if v.Outcome != timeline.OutcomeRetryable || attempt >= r.maxAttempts {
+		if v.Outcome != timeline.OutcomeRetryable || attempt >= r.maxAttempts || endpoint.IsAtMostOnce(ctx) {
 			return final(resp, err)
 		}
 		delay := v.RetryAfter
 		if delay > 0 {
 			if r.maxPushback > 0 && delay > r.maxPushback {
-				return resp, fmt.Errorf("%w (asked %v, limit %v): %w", ErrPushbackTooLong, delay, r.maxPushback, lastErr)
+				endpoint.Discard(resp)
+				return nil, fmt.Errorf("%w (asked %v, limit %v): %w", ErrPushbackTooLong, delay, r.maxPushback, lastErr)
 			}
 		} else {
 			if sched == nil {
@@ -125,7 +132,8 @@ func (r *retrier) run(ctx context.Context, req any, next endpoint.Endpoint) (any
 		}
 		timeline.RecorderFromContext(ctx).SetBackoff(attempt, delay)
 		if serr := clock.Sleep(ctx, r.clock, delay); serr != nil {
-			return resp, fmt.Errorf("%w (while waiting to retry after: %w)", serr, lastErr)
+			endpoint.Discard(resp)
+			return nil, fmt.Errorf("%w (while waiting to retry after: %w)", serr, lastErr)
 		}
 	}
 }

@@ -19,6 +19,10 @@ var ErrAttemptTimeout = errors.New("recourse: attempt timed out")
 // try it cuts is told apart from the caller's own cancellation or deadline
 // (those stay as they are). A non-positive d returns next unchanged.
 //
+// A successful response that implements endpoint.CancelAdopter (a streamed
+// HTTP body) takes over the deadline's cancel function, so returning does
+// not cut off a body the caller has yet to read.
+//
 // Used without Classify inside it, a try cut by the deadline returns an
 // error wrapping both ErrAttemptTimeout and the try's own error.
 func Timeout(d time.Duration) endpoint.Middleware {
@@ -29,7 +33,11 @@ func Timeout(d time.Duration) endpoint.Middleware {
 		return func(ctx context.Context, req any) (any, error) {
 			actx, cancel := context.WithTimeoutCause(ctx, d, ErrAttemptTimeout)
 			resp, err := next(actx, req)
-			if err != nil && ctx.Err() == nil && errors.Is(context.Cause(actx), ErrAttemptTimeout) {
+			if err == nil {
+				endpoint.ReleaseOrAdopt(resp, cancel) // a streamed body keeps its deadline
+				return resp, nil
+			}
+			if ctx.Err() == nil && errors.Is(context.Cause(actx), ErrAttemptTimeout) {
 				var ce *ClassifiedError
 				if !errors.As(err, &ce) && !errors.Is(err, ErrAttemptTimeout) {
 					err = fmt.Errorf("%w: %w", ErrAttemptTimeout, err)
@@ -52,8 +60,13 @@ func OverallTimeout(d time.Duration) endpoint.Middleware {
 	return func(next endpoint.Endpoint) endpoint.Endpoint {
 		return func(ctx context.Context, req any) (any, error) {
 			ctx, cancel := context.WithTimeout(ctx, d)
-			defer cancel()
-			return next(ctx, req)
+			resp, err := next(ctx, req)
+			if err == nil {
+				endpoint.ReleaseOrAdopt(resp, cancel)
+				return resp, nil
+			}
+			cancel()
+			return resp, err
 		}
 	}
 }

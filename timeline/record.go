@@ -80,6 +80,9 @@ type AttemptRecord struct {
 	Reason string
 	// Err is the try's error, nil on success.
 	Err error
+	// Status is the protocol status of the try when its transport reports
+	// one ("503", "UNAVAILABLE"); empty otherwise.
+	Status string
 	// Backoff is how long the call waited after this try before the next.
 	Backoff time.Duration
 }
@@ -115,6 +118,9 @@ func (t *Timeline) String() string {
 			s += fmt.Sprintf(" hedge %d", a.HedgeIndex)
 		}
 		s += fmt.Sprintf(" %s (%s) in %v", a.Outcome, a.Reason, a.Duration())
+		if a.Status != "" {
+			s += " status=" + a.Status
+		}
 		if a.Err != nil {
 			s += fmt.Sprintf(" err=%v", a.Err)
 		}

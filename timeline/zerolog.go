@@ -34,6 +34,9 @@ func (z zerologObserver) OnAttempt(_ context.Context, key string, rec AttemptRec
 		Str("outcome", rec.Outcome.String()).
 		Str("reason", rec.Reason).
 		Dur("duration", rec.Duration())
+	if rec.Status != "" {
+		ev = ev.Str("status", rec.Status)
+	}
 	if rec.Err != nil {
 		ev = ev.AnErr("error", rec.Err)
 	}
@@ -73,6 +76,7 @@ func (z zerologObserver) OnFinish(_ context.Context, tl *Timeline) {
 			Int("hedge_index", a.HedgeIndex).
 			Str("outcome", a.Outcome.String()).
 			Str("reason", a.Reason).
+			Str("status", a.Status).
 			Dur("duration", a.Duration()).
 			Dur("backoff", a.Backoff))
 	}
