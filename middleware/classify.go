@@ -117,7 +117,23 @@ func judge(ctx context.Context, c Classifier, resp any, err error) Verdict {
 	if v.Reason == "" {
 		v.Reason = defaultReason(v.Outcome)
 	}
+	if v.Outcome == timeline.OutcomeRetryable && v.RetryAfter == 0 && err != nil {
+		var pb Pushback
+		if errors.As(err, &pb) {
+			if d := pb.RetryAfter(); d > 0 {
+				v.RetryAfter, v.Reason = d, timeline.ReasonRetryAfter
+			}
+		}
+	}
 	return v
+}
+
+// Pushback is implemented by errors that carry a delay the server asked
+// for before the next try (HTTP Retry-After, gRPC retry pushback). Every
+// classifier's retryable verdict picks it up, so the retry loop waits that
+// long instead of its backoff (capped by MaxPushback).
+type Pushback interface {
+	RetryAfter() time.Duration
 }
 
 func defaultReason(o timeline.Outcome) string {

@@ -3,7 +3,9 @@ package middleware
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/recourse-go/recourse/endpoint"
 	"github.com/recourse-go/recourse/timeline"
@@ -79,5 +81,21 @@ func TestClassifySuccessPathAllocatesNothing(t *testing.T) {
 	ctx := context.Background()
 	if n := testing.AllocsPerRun(200, func() { _, _ = ep(ctx, nil) }); n != 0 {
 		t.Fatalf("allocs = %v, want 0", n)
+	}
+}
+
+type pushbackErr struct{ d time.Duration }
+
+func (p pushbackErr) Error() string             { return "busy" }
+func (p pushbackErr) RetryAfter() time.Duration { return p.d }
+
+func TestPushbackErrorsSetRetryAfter(t *testing.T) {
+	err := fmt.Errorf("wrapped: %w", pushbackErr{3 * time.Second})
+	v := VerdictOf(context.Background(), nil, err)
+	if v.Outcome != timeline.OutcomeRetryable || v.RetryAfter != 3*time.Second || v.Reason != timeline.ReasonRetryAfter {
+		t.Fatalf("verdict = %+v", v)
+	}
+	if v := VerdictOf(context.Background(), nil, Permanent(err)); v.RetryAfter != 0 {
+		t.Fatalf("a permanent error got pushback: %+v", v)
 	}
 }

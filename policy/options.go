@@ -48,8 +48,8 @@ func WithID(id string) Option { return func(p *Policy) { p.ID = id } }
 func WithClassifier(name string) Option { return func(p *Policy) { p.Classifier = name } }
 
 // HTTPDefaults suits calls to HTTP services: 3 attempts, full jitter from
-// 50ms to 1s, 2s per attempt, 10s overall, Retry-After honoured up to 10s,
-// the "http" classifier.
+// 50ms to 1s, 2s per attempt, 10s overall, Retry-After honoured up to 10s.
+// (Status codes are classified by the HTTP transport itself.)
 func HTTPDefaults() Option {
 	return func(p *Policy) {
 		p.Retry = RetryPolicy{
@@ -57,7 +57,6 @@ func HTTPDefaults() Option {
 			Jitter: JitterFull, TimeoutPerAttempt: 2 * time.Second, OverallTimeout: 10 * time.Second,
 			MaxRetryAfter: 10 * time.Second,
 		}
-		p.Classifier = ClassifierHTTP
 	}
 }
 
@@ -99,6 +98,3 @@ func LowLatencyDefaults() Option {
 	}
 }
 
-// ClassifierHTTP is the name HTTPDefaults gives its classifier; the HTTP
-// transport registers a classifier under it.
-const ClassifierHTTP = "http"
