@@ -48,17 +48,39 @@ type Statuser interface {
 	AttemptStatus() string
 }
 
-type atMostOnceKey struct{}
+type duplicationKey struct{}
+
+// duplication says which duplicates of a call a context forbids.
+type duplication uint8
+
+const (
+	noHedges   duplication = 1 << iota // sequential retries only
+	noRetries                          // nothing after the first try
+	atMostOnce = noHedges | noRetries
+)
+
+func forbid(ctx context.Context, d duplication) context.Context {
+	cur, _ := ctx.Value(duplicationKey{}).(duplication)
+	return context.WithValue(ctx, duplicationKey{}, cur|d)
+}
+
+func forbidden(ctx context.Context) duplication {
+	d, _ := ctx.Value(duplicationKey{}).(duplication)
+	return d
+}
 
 // AtMostOnce returns a context under which the call must not be
 // duplicated: the retry loop makes one attempt and no hedge is spawned.
 // Transports use it for non-idempotent requests.
-func AtMostOnce(ctx context.Context) context.Context {
-	return context.WithValue(ctx, atMostOnceKey{}, true)
-}
+func AtMostOnce(ctx context.Context) context.Context { return forbid(ctx, atMostOnce) }
 
-// IsAtMostOnce reports whether ctx forbids duplicating the call.
-func IsAtMostOnce(ctx context.Context) bool {
-	v, _ := ctx.Value(atMostOnceKey{}).(bool)
-	return v
-}
+// IsAtMostOnce reports whether ctx forbids any further try of the call.
+func IsAtMostOnce(ctx context.Context) bool { return forbidden(ctx)&noRetries != 0 }
+
+// WithoutHedging returns a context under which tries of the call may be
+// retried one after another but never run concurrently: for calls whose
+// tries share state, such as a stream or a reply message.
+func WithoutHedging(ctx context.Context) context.Context { return forbid(ctx, noHedges) }
+
+// HedgingAllowed reports whether ctx allows concurrent tries of the call.
+func HedgingAllowed(ctx context.Context) bool { return forbidden(ctx)&noHedges == 0 }

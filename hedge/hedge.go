@@ -49,7 +49,7 @@ func New(trigger Trigger, opts ...Option) endpoint.Middleware {
 func (h *hedger) run(ctx context.Context, req any, next endpoint.Endpoint) (any, error) {
 	info, _ := endpoint.AttemptFromContext(ctx)
 	delay, ok := h.trigger.Delay()
-	if !ok || h.maxHedges < 1 || info.Breaker != endpoint.BreakerClosed || info.IsHedge() || endpoint.IsAtMostOnce(ctx) {
+	if !ok || h.maxHedges < 1 || info.Breaker != endpoint.BreakerClosed || info.IsHedge() || !endpoint.HedgingAllowed(ctx) {
 		return h.single(ctx, req, next)
 	}
 	if info.Attempt == 0 {

@@ -1,0 +1,32 @@
+// Package rgrpc runs gRPC client calls through a recourse executor.
+//
+//	conn, err := grpc.NewClient(target,
+//		grpc.WithUnaryInterceptor(rgrpc.UnaryClientInterceptor(exec)),
+//		grpc.WithStreamInterceptor(rgrpc.StreamClientInterceptor(exec)))
+//
+// Each call's key comes from its method: "/pkg.Service/Method" becomes
+// "pkg.Service.Method" (WithKey and WithKeyFunc override it). Deadlines
+// propagate: the per-attempt and overall timeouts of the key's policy
+// become the deadlines gRPC sends to the server.
+//
+// Status codes are classified by the interceptors: Unavailable, Aborted
+// and DeadlineExceeded (of an attempt, or reported by the server) are
+// retryable; ResourceExhausted is retryable only when the server sent
+// retry pushback, since retrying an exhausted quota makes it worse; every
+// other code is final. Server pushback — the grpc-retry-pushback-ms
+// trailer — replaces the backoff before the next try; a negative or
+// malformed value means "do not retry". The caller receives the last
+// try's own status error.
+//
+// Replies are decoded into a fresh message per try when the reply is a
+// proto.Message, so hedged unary calls never share one; other replies are
+// retried but not hedged.
+//
+// Streams are retried only before their first response message. A
+// server-streaming call's request and CloseSend are held until the first
+// RecvMsg; opening the stream, sending them and receiving the first
+// message then form one try, repeated under the policy. Once a message has
+// been received, errors go to the caller unretried. Client- and
+// bidirectional-streaming calls retry only the opening of the stream.
+// Streams are never hedged.
+package rgrpc
