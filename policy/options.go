@@ -97,4 +97,3 @@ func LowLatencyDefaults() Option {
 		p.Hedge = HedgePolicy{Enabled: true, Delay: 10 * time.Millisecond, Quantile: 0.95, MaxHedges: 1}
 	}
 }
-

@@ -152,7 +152,6 @@ type lazyStream struct {
 	mu  sync.Mutex
 	cs  *openStream // once open
 	err error       // the error opening ended with
-	eof bool        // the first receive found the stream already over
 }
 
 // open runs the first try under the policy; recvInto may be nil.
