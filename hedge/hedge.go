@@ -8,6 +8,7 @@ import (
 
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/internal/lazyctx"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/timeline"
 )
@@ -26,6 +27,7 @@ type hedger struct {
 	observer  LatencyObserver // trigger, if it learns from latencies
 	maxHedges int
 	clock     clock.Clock
+	groups    sync.Pool // *group, with its timer, reused across attempts
 }
 
 // New returns the hedging decorator driven by trigger. See the package
@@ -55,16 +57,43 @@ func (h *hedger) run(ctx context.Context, req any, next endpoint.Endpoint) (any,
 	if info.Attempt == 0 {
 		info.Attempt = 1
 	}
-	g := &group{h: h, ctx: ctx, req: req, next: next, info: info, delay: delay, wake: make(chan struct{}, 1)}
-	pctx, pcancel := context.WithCancel(ctx)
-	g.cancels = append(g.cancels[:0], pcancel)
+	g := h.group()
+	g.ctx, g.req, g.next, g.info, g.delay = ctx, req, next, info, delay
+	pctx := lazyctx.WithCancel(ctx)
+	g.tries = append(g.tries, pctx)
 	g.start = h.clock.Now()
-	g.wg.Add(1)
-	g.mu.Lock() // fire may run before AfterFunc returns
-	g.timer = h.clock.AfterFunc(delay, g.fire)
+	g.mu.Lock() // fire may run before the timer call returns
+	g.arm()
 	g.mu.Unlock()
 	resp, err := next(pctx, req)
 	return g.primaryDone(resp, err)
+}
+
+// group returns a race to run, from the pool when one is free.
+func (h *hedger) group() *group {
+	if g, ok := h.groups.Get().(*group); ok {
+		return g
+	}
+	g := &group{h: h, wake: make(chan struct{}, 1)}
+	g.fireFn = g.fire
+	return g
+}
+
+// release clears g and returns it to the pool. Every try and the timer
+// have finished: primaryDone waited for them.
+func (h *hedger) release(g *group) {
+	for i := range g.tries {
+		g.tries[i] = nil
+	}
+	g.tries = g.tries[:0]
+	g.ctx, g.req, g.next, g.resp, g.err, g.lastResp, g.lastErr = nil, nil, nil, nil, nil, nil, nil
+	g.spawned, g.running, g.winner, g.lastIdx = 0, 0, 0, 0
+	g.closed, g.decided, g.hasLast = false, false, false
+	select {
+	case <-g.wake:
+	default:
+	}
+	h.groups.Put(g)
 }
 
 // single runs one unhedged try, feeding its latency to the trigger.
@@ -106,11 +135,12 @@ type group struct {
 	wg sync.WaitGroup
 
 	mu       sync.Mutex
-	timer    clock.Timer
-	cancels  []context.CancelFunc // [0] is the primary's
-	spawned  int                  // hedges started
-	running  int                  // hedges not yet finished
-	closed   bool                 // no more hedges may start
+	timer    clock.Timer    // kept with the pooled group and re-armed
+	fireFn   func()         // g.fire, made once
+	tries    []*lazyctx.Ctx // each try's context; [0] is the primary's
+	spawned  int            // hedges started
+	running  int            // hedges not yet finished
+	closed   bool           // no more hedges may start
 	decided  bool
 	winner   int
 	resp     any
@@ -119,6 +149,16 @@ type group struct {
 	lastResp any
 	lastErr  error
 	hasLast  bool
+}
+
+// arm starts the timer for the next hedge; g.mu is held.
+func (g *group) arm() {
+	g.wg.Add(1)
+	if g.timer == nil {
+		g.timer = g.h.clock.AfterFunc(g.delay, g.fireFn)
+		return
+	}
+	g.timer.Reset(g.delay)
 }
 
 // fire runs in the timer's goroutine: it starts hedge number spawned+1,
@@ -132,12 +172,11 @@ func (g *group) fire() {
 	}
 	g.spawned++
 	idx := g.spawned
-	hctx, cancel := context.WithCancel(g.ctx)
-	g.cancels = append(g.cancels, cancel)
+	hctx := lazyctx.WithCancel(g.ctx)
+	g.tries = append(g.tries, hctx)
 	g.running++
 	if g.spawned < g.h.maxHedges {
-		g.wg.Add(1)
-		g.timer = g.h.clock.AfterFunc(g.delay, g.fire)
+		g.arm()
 	}
 	g.mu.Unlock()
 
@@ -189,9 +228,9 @@ func (g *group) decide(idx int, resp any, err error) {
 		endpoint.Discard(g.lastResp)
 	}
 	g.decided, g.winner, g.resp, g.err = true, idx, resp, err
-	for i, c := range g.cancels {
+	for i, c := range g.tries {
 		if i != idx {
-			c()
+			c.Cancel()
 		}
 	}
 }
@@ -223,20 +262,22 @@ func (g *group) primaryDone(resp any, err error) (any, error) {
 			g.decide(0, resp, err)
 		}
 	}
-	for i, c := range g.cancels {
+	for i, c := range g.tries {
 		if i == g.winner && g.err == nil {
-			endpoint.ReleaseOrAdopt(g.resp, c) // the winner's body may still be read
+			c.HandTo(g.resp) // the winner's body may still be read
 			continue
 		}
-		c()
+		c.Cancel()
 	}
 	spawned, winner, won := g.spawned, g.winner, g.err == nil || isSuccess(g.ctx, g.resp, g.err)
 	resp, err = g.resp, g.err
+	ctx, attempt := g.ctx, g.info.Attempt
 	g.mu.Unlock()
 	g.wg.Wait()
+	g.h.release(g)
 
 	if spawned > 0 {
-		markRace(g.ctx, g.info.Attempt, spawned, winner, won)
+		markRace(ctx, attempt, spawned, winner, won)
 	}
 	return resp, err
 }

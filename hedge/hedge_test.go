@@ -10,6 +10,7 @@ import (
 
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/internal/lazyctx"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/timeline"
 )
@@ -306,7 +307,7 @@ func TestLatencyTriggerHedgesOnlyWhenWarmAndAtTheQuantile(t *testing.T) {
 }
 
 func TestGroupKeepsRacingAfterARetryableFailure(t *testing.T) {
-	g := &group{ctx: context.Background(), cancels: []context.CancelFunc{func() {}, func() {}}}
+	g := &group{ctx: context.Background(), tries: []*lazyctx.Ctx{lazyctx.WithCancel(context.Background()), lazyctx.WithCancel(context.Background())}}
 	retryable := &middleware.ClassifiedError{Err: errFlaky, Verdict: middleware.Verdict{Outcome: timeline.OutcomeRetryable}}
 	g.consider(0, nil, retryable)
 	if g.decided || !g.hasLast {

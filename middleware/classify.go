@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/internal/lazyctx"
 	"github.com/recourse-go/recourse/timeline"
 )
 
@@ -70,9 +71,8 @@ func (c *ClassifiedError) Unwrap() error { return c.Err }
 // Rules that settle a verdict before any Classifier is asked. They are the
 // same for every protocol, so custom classifiers need not repeat them.
 func preclassify(ctx context.Context, err error) (Verdict, bool) {
-	var pe *PanicError
 	switch {
-	case errors.As(err, &pe):
+	case isPanic(err):
 		return Verdict{Outcome: timeline.OutcomeNonRetryable, Reason: timeline.ReasonPanic}, true
 	case IsPermanent(err):
 		return Verdict{Outcome: timeline.OutcomeNonRetryable, Reason: timeline.ReasonNonRetryable}, true
@@ -82,7 +82,7 @@ func preclassify(ctx context.Context, err error) (Verdict, bool) {
 	if ctx.Err() != nil {
 		// The try failed while its context was done: the context is why.
 		switch {
-		case errors.Is(context.Cause(ctx), ErrAttemptTimeout):
+		case errors.Is(lazyctx.Cause(ctx), ErrAttemptTimeout):
 			return Verdict{Outcome: timeline.OutcomeRetryable, Reason: timeline.ReasonTimeout}, true
 		case errors.Is(ctx.Err(), context.DeadlineExceeded):
 			return Verdict{Outcome: timeline.OutcomeAbort, Reason: timeline.ReasonTimeout}, true
@@ -97,8 +97,7 @@ func preclassify(ctx context.Context, err error) (Verdict, bool) {
 // error no Classify has seen, the verdict the generic rules and
 // DefaultClassifier give it in ctx. A nil err is success.
 func VerdictOf(ctx context.Context, resp any, err error) Verdict {
-	var ce *ClassifiedError
-	if errors.As(err, &ce) {
+	if ce, ok := find[*ClassifiedError](err); ok {
 		return ce.Verdict
 	}
 	return judge(ctx, DefaultClassifier, resp, err)
@@ -118,8 +117,7 @@ func judge(ctx context.Context, c Classifier, resp any, err error) Verdict {
 		v.Reason = defaultReason(v.Outcome)
 	}
 	if v.Outcome == timeline.OutcomeRetryable && v.RetryAfter == 0 && err != nil {
-		var pb Pushback
-		if errors.As(err, &pb) {
+		if pb, ok := find[Pushback](err); ok {
 			if d := pb.RetryAfter(); d > 0 {
 				v.RetryAfter, v.Reason = d, timeline.ReasonRetryAfter
 			}
@@ -254,8 +252,7 @@ func statusOf(resp any, err error) string {
 	if s, ok := resp.(endpoint.Statuser); ok {
 		return s.AttemptStatus()
 	}
-	var s endpoint.Statuser
-	if err != nil && errors.As(err, &s) {
+	if s, ok := find[endpoint.Statuser](err); ok {
 		return s.AttemptStatus()
 	}
 	return ""

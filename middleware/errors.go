@@ -1,7 +1,6 @@
 package middleware
 
 import (
-	"errors"
 	"fmt"
 	"runtime/debug"
 
@@ -29,12 +28,16 @@ func Permanent(err error) error {
 // IsPermanent reports whether err is marked non-retryable, by Permanent or
 // by backoff/v4's backoff.Permanent, anywhere in its chain.
 func IsPermanent(err error) bool {
-	var p *PermanentError
-	if errors.As(err, &p) {
+	if _, ok := find[*PermanentError](err); ok {
 		return true
 	}
-	var bp *backoff.PermanentError
-	return errors.As(err, &bp)
+	_, ok := find[*backoff.PermanentError](err)
+	return ok
+}
+
+func isPanic(err error) bool {
+	_, ok := find[*PanicError](err)
+	return ok
 }
 
 // PanicError is what a recovered panic becomes. Component says what
@@ -63,4 +66,33 @@ func (p *PanicError) Unwrap() error {
 // capturing the current stack. Call it from the deferred function.
 func NewPanicError(component, key string, v any) *PanicError {
 	return &PanicError{Component: component, Key: key, Value: v, Stack: debug.Stack()}
+}
+
+// find is errors.As without reflection: it walks err's tree (Unwrap() error
+// and Unwrap() []error, depth first, as errors.As does) for the first
+// error of type T. errors.As makes its target escape, one allocation per
+// call on the failure path; find makes none.
+func find[T any](err error) (T, bool) {
+	for err != nil {
+		if t, ok := err.(T); ok {
+			return t, true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if t, ok := find[T](e); ok {
+					return t, true
+				}
+			}
+			var zero T
+			return zero, false
+		default:
+			var zero T
+			return zero, false
+		}
+	}
+	var zero T
+	return zero, false
 }

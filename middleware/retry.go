@@ -148,8 +148,7 @@ func refused(v Verdict) bool {
 // final turns an attempt's result into the caller's: the verdict wrapper is
 // removed, and a go-kit Failer response comes back with a nil error.
 func final(resp any, err error) (any, error) {
-	var ce *ClassifiedError
-	if errors.As(err, &ce) && ce.FromFailer && err == error(ce) {
+	if ce, ok := err.(*ClassifiedError); ok && ce.FromFailer {
 		return resp, nil
 	}
 	return resp, unwrapVerdict(err)

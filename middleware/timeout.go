@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/internal/lazyctx"
 )
 
 // ErrAttemptTimeout is the cause of a per-attempt deadline. A try cut short
@@ -15,7 +16,9 @@ import (
 var ErrAttemptTimeout = errors.New("recourse: attempt timed out")
 
 // Timeout returns a decorator that gives each call of next its own deadline
-// d: the per-attempt timeout. Its context's cause is ErrAttemptTimeout, so a
+// d: the per-attempt timeout. The deadline context arms a timer only if
+// the try waits on it (see internal/lazyctx), so a try that never looks at
+// its context costs one small allocation. Its context's cause is ErrAttemptTimeout, so a
 // try it cuts is told apart from the caller's own cancellation or deadline
 // (those stay as they are). A non-positive d returns next unchanged.
 //
@@ -31,19 +34,18 @@ func Timeout(d time.Duration) endpoint.Middleware {
 	}
 	return func(next endpoint.Endpoint) endpoint.Endpoint {
 		return func(ctx context.Context, req any) (any, error) {
-			actx, cancel := context.WithTimeoutCause(ctx, d, ErrAttemptTimeout)
+			actx := lazyctx.WithTimeout(ctx, d, ErrAttemptTimeout)
 			resp, err := next(actx, req)
 			if err == nil {
-				endpoint.ReleaseOrAdopt(resp, cancel) // a streamed body keeps its deadline
+				actx.HandTo(resp) // a streamed body keeps its deadline
 				return resp, nil
 			}
-			if ctx.Err() == nil && errors.Is(context.Cause(actx), ErrAttemptTimeout) {
-				var ce *ClassifiedError
-				if !errors.As(err, &ce) && !errors.Is(err, ErrAttemptTimeout) {
+			if ctx.Err() == nil && errors.Is(lazyctx.Cause(actx), ErrAttemptTimeout) {
+				if _, classified := find[*ClassifiedError](err); !classified && !errors.Is(err, ErrAttemptTimeout) {
 					err = fmt.Errorf("%w: %w", ErrAttemptTimeout, err)
 				}
 			}
-			cancel()
+			actx.Cancel()
 			return resp, err
 		}
 	}
@@ -59,13 +61,13 @@ func OverallTimeout(d time.Duration) endpoint.Middleware {
 	}
 	return func(next endpoint.Endpoint) endpoint.Endpoint {
 		return func(ctx context.Context, req any) (any, error) {
-			ctx, cancel := context.WithTimeout(ctx, d)
-			resp, err := next(ctx, req)
+			cctx := lazyctx.WithTimeout(ctx, d, nil)
+			resp, err := next(cctx, req)
 			if err == nil {
-				endpoint.ReleaseOrAdopt(resp, cancel)
+				cctx.HandTo(resp)
 				return resp, nil
 			}
-			cancel()
+			cctx.Cancel()
 			return resp, err
 		}
 	}
