@@ -61,7 +61,9 @@ func (h *hedger) run(ctx context.Context, req any, next endpoint.Endpoint) (any,
 	g.ctx, g.req, g.next, g.info, g.delay = ctx, req, next, info, delay
 	pctx := lazyctx.WithCancel(ctx)
 	g.tries = append(g.tries, pctx)
-	g.start = h.clock.Now()
+	if h.observer != nil { // reading the clock is not free: only when latencies are learnt
+		g.start = h.clock.Now()
+	}
 	g.mu.Lock() // fire may run before the timer call returns
 	g.arm()
 	g.mu.Unlock()
@@ -128,7 +130,7 @@ type group struct {
 	next  endpoint.Endpoint
 	info  endpoint.AttemptInfo
 	delay time.Duration
-	start time.Time
+	start time.Time     // set only when the trigger learns latencies
 	wake  chan struct{} // a hedge finished
 
 	// wg counts the armed timer and the hedges running in timer goroutines.
@@ -182,7 +184,7 @@ func (g *group) fire() {
 
 	now := g.h.clock.Now()
 	timeline.RecorderFromContext(g.ctx).Hedge(g.ctx, timeline.HedgeEvent{
-		Attempt: g.info.Attempt, HedgeIndex: idx, After: now.Sub(g.start), Trigger: g.h.trigger.Name(),
+		Attempt: g.info.Attempt, HedgeIndex: idx, After: time.Duration(idx) * g.delay, Trigger: g.h.trigger.Name(),
 	})
 	info := g.info
 	info.HedgeIndex = idx

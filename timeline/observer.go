@@ -38,7 +38,8 @@ type HedgeEvent struct {
 	Key        string
 	Attempt    int
 	HedgeIndex int
-	// After is how long the primary try had run when the hedge spawned.
+	// After is when the hedge was due, counted from the start of the
+	// attempt: its index times the trigger delay.
 	After time.Duration
 	// Trigger names what fired: "fixed" or "latency".
 	Trigger string
