@@ -307,20 +307,26 @@ func (e *Executor) Breaker(key string) *middleware.CircuitBreaker {
 	return nil
 }
 
-// resolve finds key's policy, recording how in attrs. A non-nil error
-// means the key's calls are refused.
+// resolve finds key's policy, recording how in attrs. A policy that fails
+// policy.Validate counts as missing (its error, naming the field and the
+// value, goes to the policy_error attribute). A non-nil error means the
+// key's calls are refused.
 func (e *Executor) resolve(ctx context.Context, key string, attrs map[string]string) (policy.Policy, error) {
-	if p, ok := e.opts.Policies[key]; ok {
-		attrs[timeline.AttrPolicySource] = "static"
-		return p, nil
-	}
 	var err error
-	if e.opts.Provider != nil {
+	if p, ok := e.opts.Policies[key]; ok {
+		if err = policy.Validate(p); err == nil {
+			attrs[timeline.AttrPolicySource] = "static"
+			return p, nil
+		}
+	} else if e.opts.Provider != nil {
 		var p policy.Policy
 		p, err = e.fromProvider(ctx, key)
 		if err == nil {
-			attrs[timeline.AttrPolicySource] = sourceOf(e.opts.Provider)
-			return p, nil
+			p.Key = policy.ParseKey(key)
+			if err = policy.Validate(p); err == nil {
+				attrs[timeline.AttrPolicySource] = sourceOf(e.opts.Provider)
+				return p, nil
+			}
 		}
 	} else {
 		err = fmt.Errorf("%w %q (no provider)", policy.ErrNotFound, key)

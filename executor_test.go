@@ -118,7 +118,7 @@ func TestPolicyTimeouts(t *testing.T) {
 }
 
 func TestNormalizeClampsAndTimelineSaysSo(t *testing.T) {
-	e := NewExecutor(WithPolicy("svc.Op", policy.MaxAttempts(99), policy.Backoff(-time.Second, time.Hour, 50)))
+	e := NewExecutor(WithPolicy("svc.Op", policy.MaxAttempts(99), policy.Backoff(time.Microsecond, time.Hour, 50)))
 	tl, err := e.DoWithTimeline(context.Background(), "svc.Op", func(context.Context) error { return nil })
 	if err != nil {
 		t.Fatal(err)
@@ -339,5 +339,20 @@ func TestDoSuccessPathAllocations(t *testing.T) {
 	// One allocation: the attempt's context carrying endpoint.AttemptInfo.
 	if n := testing.AllocsPerRun(200, func() { _ = e.Do(ctx, "svc.Op", op) }); n > 1 {
 		t.Fatalf("allocs per call = %v, want ≤ 1", n)
+	}
+}
+
+func TestInvalidPolicyIsReportedNotRun(t *testing.T) {
+	e := NewExecutor(WithMissingPolicyMode(FailureDeny), WithPolicy("svc.Op", policy.Backoff(-time.Second, time.Second, 2)))
+	err := e.Do(context.Background(), "svc.Op", func(context.Context) error { return nil })
+	var fe *policy.FieldError
+	if !errors.Is(err, ErrNoPolicy) || !errors.As(err, &fe) || fe.Key != "svc.Op" || fe.Field != "retry.initial_backoff" || fe.Value != "-1s" {
+		t.Fatalf("err = %v", err)
+	}
+	// Fallback mode runs the call and says why in the timeline.
+	e = NewExecutor(WithPolicy("svc.Op", policy.WithHedge(policy.HedgePolicy{Enabled: true, Quantile: 1.5})))
+	tl, err := e.DoWithTimeline(context.Background(), "svc.Op", func(context.Context) error { return nil })
+	if err != nil || !strings.Contains(tl.Attributes[timeline.AttrPolicyError], "hedge.quantile = 1.5") {
+		t.Fatalf("err %v attrs %v", err, tl.Attributes)
 	}
 }

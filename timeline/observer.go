@@ -21,6 +21,16 @@ type Observer interface {
 	OnHedge(ctx context.Context, ev HedgeEvent)
 	// OnBreakerState is called when a key's circuit breaker changes state.
 	OnBreakerState(ev BreakerStateChange)
+	// OnPolicyReload is called when a provider reloads its policies; Err
+	// is set when the reload failed and the previous set is kept.
+	OnPolicyReload(ev PolicyReload)
+}
+
+// PolicyReload describes a provider's reload.
+type PolicyReload struct {
+	Source  string
+	Version uint64
+	Err     error
 }
 
 // BudgetDecision describes one budget check.
@@ -73,6 +83,9 @@ func (BaseObserver) OnHedge(context.Context, HedgeEvent) {}
 
 // OnBreakerState does nothing.
 func (BaseObserver) OnBreakerState(BreakerStateChange) {}
+
+// OnPolicyReload does nothing.
+func (BaseObserver) OnPolicyReload(PolicyReload) {}
 
 // NoopObserver ignores every event. Decorators recognise it (see IsNoop)
 // and skip building timelines for it.
@@ -130,5 +143,12 @@ func (m MultiObserver) OnHedge(ctx context.Context, ev HedgeEvent) {
 func (m MultiObserver) OnBreakerState(ev BreakerStateChange) {
 	for _, o := range m {
 		o.OnBreakerState(ev)
+	}
+}
+
+// OnPolicyReload forwards to every observer.
+func (m MultiObserver) OnPolicyReload(ev PolicyReload) {
+	for _, o := range m {
+		o.OnPolicyReload(ev)
 	}
 }

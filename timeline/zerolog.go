@@ -102,3 +102,12 @@ func (z zerologObserver) OnBreakerState(ev BreakerStateChange) {
 	z.l.Warn().Str("event", "breaker").Str("key", ev.Key).Str("from", ev.From).Str("to", ev.To).
 		Time("at", ev.At.Truncate(time.Millisecond)).Msg("recourse breaker")
 }
+
+func (z zerologObserver) OnPolicyReload(ev PolicyReload) {
+	if ev.Err != nil {
+		z.l.Error().Str("event", "policy_reload").Str("source", ev.Source).Uint64("version", ev.Version).
+			AnErr("error", ev.Err).Msg("recourse policy reload failed; keeping the last good policies")
+		return
+	}
+	z.l.Info().Str("event", "policy_reload").Str("source", ev.Source).Uint64("version", ev.Version).Msg("recourse policies reloaded")
+}

@@ -1,0 +1,121 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+)
+
+// FieldError is a hard error in one field of a policy: a value that has
+// no meaning (a negative duration, an unknown jitter), as opposed to a
+// meaningful value out of bounds, which Normalize clamps.
+type FieldError struct {
+	// Key is the policy's key ("payments.Charge"; "default" for a file's
+	// default section).
+	Key string
+	// Field is the field's path in the file format ("retry.max_attempts").
+	Field string
+	// Value is the offending value as written or as held.
+	Value string
+	// Reason says what is wrong.
+	Reason string
+}
+
+// Error names the key, the field and the value.
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("policy %q: %s = %s: %s", e.Key, e.Field, e.Value, e.Reason)
+}
+
+// ErrInvalid is matched (errors.Is) by every *FieldError.
+var ErrInvalid = errors.New("recourse/policy: invalid policy")
+
+// Is reports whether target is ErrInvalid.
+func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
+
+// Validate reports every hard error in p, joined (errors.Join), each a
+// *FieldError naming the key, the field and the value; nil if there is
+// none. Values that are meaningful but out of bounds are not errors: see
+// Normalize.
+func Validate(p Policy) error {
+	v := validator{key: p.Key.String()}
+	if p.Key.IsZero() {
+		v.fail("key", `""`, "a policy needs a key")
+	}
+	r := p.Retry
+	v.nonNegative("retry.max_attempts", int64(r.MaxAttempts))
+	v.duration("retry.initial_backoff", r.InitialBackoff)
+	v.duration("retry.max_backoff", r.MaxBackoff)
+	if r.InitialBackoff > 0 && r.MaxBackoff > 0 && r.MaxBackoff < r.InitialBackoff {
+		v.fail("retry.max_backoff", r.MaxBackoff.String(), "is below retry.initial_backoff ("+r.InitialBackoff.String()+")")
+	}
+	v.float("retry.multiplier", r.Multiplier)
+	if r.Jitter > JitterDecorrelated {
+		v.fail("retry.jitter", strconv.Itoa(int(r.Jitter)), "unknown jitter (want none, full, equal or decorrelated)")
+	}
+	v.duration("retry.timeout_per_attempt", r.TimeoutPerAttempt)
+	v.duration("retry.overall_timeout", r.OverallTimeout)
+	v.duration("retry.max_retry_after", r.MaxRetryAfter)
+
+	h := p.Hedge
+	v.duration("hedge.delay", h.Delay)
+	switch {
+	case math.IsNaN(h.Quantile):
+		v.fail("hedge.quantile", "NaN", "must be in (0, 1)")
+	case h.Quantile != 0 && (h.Quantile <= 0 || h.Quantile >= 1):
+		v.fail("hedge.quantile", fmtFloat(h.Quantile), "must be in (0, 1)")
+	}
+	v.nonNegative("hedge.max_hedges", int64(h.MaxHedges))
+	if h.Enabled && h.Delay <= 0 && h.Quantile == 0 && h.Trigger == "" {
+		v.fail("hedge.enabled", "true", "hedging needs a delay, a quantile or a named trigger")
+	}
+
+	c := p.Circuit
+	v.nonNegative("circuit.consecutive_failures", int64(c.ConsecutiveFailures))
+	v.duration("circuit.cooldown", c.Cooldown)
+	v.nonNegative("circuit.half_open_probes", int64(c.HalfOpenProbes))
+	switch {
+	case math.IsNaN(c.FailureRatio):
+		v.fail("circuit.failure_ratio", "NaN", "must be in (0, 1]")
+	case c.FailureRatio < 0 || c.FailureRatio > 1:
+		v.fail("circuit.failure_ratio", fmtFloat(c.FailureRatio), "must be in (0, 1]")
+	}
+	v.duration("circuit.window", c.Window)
+	v.nonNegative("circuit.min_requests", int64(c.MinRequests))
+
+	v.nonNegative("budget_cost", int64(p.BudgetCost))
+	return errors.Join(v.errs...)
+}
+
+type validator struct {
+	key  string
+	errs []error
+}
+
+func (v *validator) fail(field, value, reason string) {
+	v.errs = append(v.errs, &FieldError{Key: v.key, Field: field, Value: value, Reason: reason})
+}
+
+func (v *validator) nonNegative(field string, n int64) {
+	if n < 0 {
+		v.fail(field, strconv.FormatInt(n, 10), "must not be negative")
+	}
+}
+
+func (v *validator) duration(field string, d time.Duration) {
+	if d < 0 {
+		v.fail(field, d.String(), "a duration must not be negative")
+	}
+}
+
+func (v *validator) float(field string, f float64) {
+	switch {
+	case math.IsNaN(f) || math.IsInf(f, 0):
+		v.fail(field, fmtFloat(f), "must be a finite number")
+	case f < 0:
+		v.fail(field, fmtFloat(f), "must not be negative")
+	}
+}
+
+func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
