@@ -160,13 +160,13 @@ func (c *Compiler) budgetGate(p Policy, key string) (endpoint.Middleware, string
 		return nil, "", fmt.Errorf("policy %q: budget=%q: %w", key, p.Budget, ErrBudgetNotGiven)
 	}
 	opts := []middleware.BudgetOption{middleware.BudgetName(p.Budget), middleware.BudgetCostPerTry(p.BudgetCost)}
-	detail := fmt.Sprintf("retries=%s cost=%d", orNone(p.Budget), p.BudgetCost)
+	detail := fmt.Sprintf("retry_budget=%s cost=%d", orNone(p.Budget), p.BudgetCost)
 	if p.Hedge.Enabled && p.Hedge.Budget != "" {
 		if hedgeB == nil {
 			return nil, "", fmt.Errorf("policy %q: hedge.budget=%q: %w", key, p.Hedge.Budget, ErrBudgetNotGiven)
 		}
 		opts = append(opts, middleware.HedgeBudget(p.Hedge.Budget, hedgeB))
-		detail += " hedges=" + p.Hedge.Budget
+		detail += " hedge_budget=" + p.Hedge.Budget
 	}
 	if !c.NoRecover {
 		opts = append(opts, middleware.RecoverBudgetPanics(key))
