@@ -22,9 +22,13 @@ func ParseKey(s string) Key {
 }
 
 // String returns "namespace.name", or just the name when there is no
-// namespace. ParseKey(k.String()) == k for every key ParseKey returns.
+// namespace (with a leading dot if the name itself holds one, so that
+// ParseKey(k.String()) == k for every key ParseKey returns).
 func (k Key) String() string {
 	if k.Namespace == "" {
+		if strings.Contains(k.Name, ".") {
+			return "." + k.Name
+		}
 		return k.Name
 	}
 	return k.Namespace + "." + k.Name

@@ -17,6 +17,7 @@ func TestParseKey(t *testing.T) {
 		"standalone":      {"", "standalone"},
 		"":                {},
 		"x.":              {"x", ""},
+		"..":              {"", "."}, // found by FuzzParseKey: String must keep the dot
 	}
 	for in, want := range cases {
 		got := ParseKey(in)

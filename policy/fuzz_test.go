@@ -1,0 +1,96 @@
+package policy
+
+import (
+	"math"
+	"reflect"
+	"testing"
+	"time"
+)
+
+func FuzzParseKey(f *testing.F) {
+	for _, s := range []string{"payments.Charge", "db.Users.Query", "standalone", "", ".", "x.", ".x", "a..b", "ключ.имя"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		k := ParseKey(s)
+		if again := ParseKey(k.String()); again != k {
+			t.Fatalf("ParseKey(%q) = %+v, but ParseKey(%q) = %+v", s, k, k.String(), again)
+		}
+		if k.Namespace+"."+k.Name != s && k.Name != s {
+			t.Fatalf("ParseKey(%q) = %+v loses characters", s, k)
+		}
+	})
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("default:\n  retry: {max_attempts: 3, initial_backoff: 10ms}\npolicies:\n  a.b:\n    hedge: {enabled: true, delay: 20ms}\n"), false)
+	f.Add([]byte(`{"policies": {"a.b": {"circuit": {"enabled": true, "failure_ratio": 0.5}}}}`), true)
+	f.Add([]byte("policies:\n  a.b: {retry: {max_attempts: 99999999999999999999}}\n"), false)
+	f.Add([]byte("policies: {x: {hedge: {quantile: .nan}}}"), false)
+	f.Fuzz(func(t *testing.T, data []byte, isJSON bool) {
+		format := YAML
+		if isJSON {
+			format = JSON
+		}
+		set, err := Parse(data, format)
+		if err != nil {
+			return
+		}
+		for k, p := range set.Policies {
+			if err := Validate(p); err != nil {
+				t.Fatalf("Parse accepted an invalid policy for %q: %v", k, err)
+			}
+			checkNormalized(t, p)
+		}
+	})
+}
+
+func FuzzNormalize(f *testing.F) {
+	f.Add(3, int64(10*time.Millisecond), int64(250*time.Millisecond), 2.0, uint8(1), int64(0), int64(0), 0.99, 1, 5, int64(10*time.Second), 1, 0.0, 1)
+	f.Add(-1, int64(-1), int64(math.MaxInt64), math.Inf(1), uint8(200), int64(-5), int64(math.MaxInt64), math.NaN(), -3, -9, int64(-1), 1000, 7.5, -2)
+	f.Fuzz(func(t *testing.T, attempts int, initial, maxB int64, mult float64, jitter uint8, perAttempt, overall int64,
+		q float64, hedges, failures int, cooldown int64, probes int, ratio float64, cost int) {
+		p := Policy{
+			Key: ParseKey("a.b"),
+			Retry: RetryPolicy{MaxAttempts: attempts, InitialBackoff: time.Duration(initial), MaxBackoff: time.Duration(maxB),
+				Multiplier: mult, Jitter: JitterKind(jitter), TimeoutPerAttempt: time.Duration(perAttempt), OverallTimeout: time.Duration(overall)},
+			Hedge:      HedgePolicy{Enabled: true, Quantile: q, MaxHedges: hedges},
+			Circuit:    CircuitPolicy{Enabled: true, ConsecutiveFailures: failures, Cooldown: time.Duration(cooldown), HalfOpenProbes: probes, FailureRatio: ratio},
+			BudgetCost: cost,
+		}
+		checkNormalized(t, p)
+	})
+}
+
+// checkNormalized asserts that Normalize puts every field in bounds and
+// that normalizing again changes and reports nothing.
+func checkNormalized(t *testing.T, p Policy) {
+	t.Helper()
+	n, _ := p.Normalize()
+	r, h, c := n.Retry, n.Hedge, n.Circuit
+	in := func(name string, ok bool) {
+		if !ok {
+			t.Fatalf("%s out of bounds after Normalize: %+v", name, n)
+		}
+	}
+	in("max_attempts", r.MaxAttempts >= MinMaxAttempts && r.MaxAttempts <= MaxMaxAttempts)
+	in("initial_backoff", r.InitialBackoff >= MinBackoff && r.InitialBackoff <= MaxInitialBackoff)
+	in("max_backoff", r.MaxBackoff >= r.InitialBackoff && r.MaxBackoff <= MaxMaxBackoff)
+	in("multiplier", r.Multiplier >= MinMultiplier && r.Multiplier <= MaxMultiplier)
+	in("jitter", r.Jitter <= JitterDecorrelated)
+	in("timeout_per_attempt", r.TimeoutPerAttempt == 0 || (r.TimeoutPerAttempt >= MinTimeout && r.TimeoutPerAttempt <= MaxTimeout))
+	in("overall_timeout", r.OverallTimeout == 0 || (r.OverallTimeout >= MinTimeout && r.OverallTimeout <= MaxTimeout))
+	in("max_retry_after", r.MaxRetryAfter >= MinTimeout && r.MaxRetryAfter <= MaxMaxRetryAfter)
+	in("hedge.delay", h.Delay >= MinHedgeDelay && h.Delay <= MaxHedgeDelay)
+	in("hedge.quantile", h.Quantile == 0 || (h.Quantile >= MinQuantile && h.Quantile <= MaxQuantile))
+	in("hedge.max_hedges", h.MaxHedges >= 1 && h.MaxHedges <= MaxMaxHedges)
+	in("circuit.consecutive_failures", c.ConsecutiveFailures >= 1 && c.ConsecutiveFailures <= MaxConsecutiveFailures)
+	in("circuit.cooldown", c.Cooldown >= MinCooldown && c.Cooldown <= MaxCooldown)
+	in("circuit.half_open_probes", c.HalfOpenProbes >= 1 && c.HalfOpenProbes <= MaxHalfOpenProbes)
+	in("circuit.failure_ratio", c.FailureRatio == 0 || (c.FailureRatio > 0 && c.FailureRatio <= 1))
+	in("budget_cost", n.BudgetCost >= 1 && n.BudgetCost <= MaxBudgetCost)
+	again, clamped := n.Normalize()
+	if len(clamped) != 0 || !reflect.DeepEqual(again, n) {
+		t.Fatalf("Normalize is not idempotent: clamped %v on the second pass", clamped)
+	}
+}
