@@ -37,7 +37,9 @@ func executor(ratio *middleware.RatioBudget, bucket middleware.Budget) *recourse
 		policy.MaxAttempts(3), policy.Backoff(time.Millisecond, 5*time.Millisecond, 2),
 		policy.TimeoutPerAttempt(40 * time.Millisecond), policy.OverallTimeout(overall),
 	}
-	with := func(extra ...policy.Option) []policy.Option { return append(append([]policy.Option{}, base...), extra...) }
+	with := func(extra ...policy.Option) []policy.Option {
+		return append(append([]policy.Option{}, base...), extra...)
+	}
 	return recourse.NewExecutor(
 		recourse.WithBudget("ratio", ratio),
 		recourse.WithBudget("bucket", bucket),
