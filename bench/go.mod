@@ -4,6 +4,8 @@ go 1.23.0
 
 require github.com/recourse-go/recourse v0.0.0
 
+require go.yaml.in/yaml/v3 v3.0.4 // indirect
+
 require (
 	github.com/bits-and-blooms/bitset v1.24.4 // indirect
 	github.com/cenkalti/backoff/v4 v4.3.0 // indirect
