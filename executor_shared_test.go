@@ -3,6 +3,7 @@ package recourse
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -176,5 +177,49 @@ func TestFullChainOrder(t *testing.T) {
 	want := "observe overall_timeout retry breaker hedge budget attempt_timeout classify"
 	if got := strings.Join(names, " "); got != want {
 		t.Fatalf("chain = %s\nwant    %s", got, want)
+	}
+}
+
+func TestFileProviderReloadsReachTimelines(t *testing.T) {
+	path := t.TempDir() + "/policies.yaml"
+	write := func(s string) {
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("policies:\n  svc.Op: {retry: {max_attempts: 1}}\n")
+	fp, err := policy.NewFileProvider(path, policy.WatchInterval(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fp.Close()
+	e := NewExecutor(WithProvider(fp), WithMissingPolicyMode(FailureDeny))
+	var calls atomic.Int32
+	tl, _ := e.DoWithTimeline(context.Background(), "svc.Op", failTimes(10, &calls))
+	if calls.Load() != 1 || tl.Attributes[timeline.AttrPolicySource] != "file:"+path {
+		t.Fatalf("calls %d attrs %v", calls.Load(), tl.Attributes)
+	}
+
+	write("policies:\n  svc.Op: {retry: {max_attempts: nine}}\n")
+	if err := fp.Reload(); err == nil {
+		t.Fatal("broken file reloaded")
+	}
+	calls.Store(0)
+	tl, _ = e.DoWithTimeline(context.Background(), "svc.Op", failTimes(10, &calls))
+	if calls.Load() != 1 || !strings.Contains(tl.Attributes[timeline.AttrPolicySource], "stale") {
+		t.Fatalf("after a failed reload: calls %d attrs %v", calls.Load(), tl.Attributes)
+	}
+
+	write("policies:\n  svc.Op: {retry: {max_attempts: 2, initial_backoff: 1ms}}\n")
+	if err := fp.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	calls.Store(0)
+	_ = e.Do(context.Background(), "svc.Op", failTimes(10, &calls))
+	if calls.Load() != 2 {
+		t.Fatalf("fixed file not in force: %d calls", calls.Load())
+	}
+	if err := e.Do(context.Background(), "other.Op", failTimes(0, &calls)); !errors.Is(err, ErrNoPolicy) {
+		t.Fatalf("a key the file lacks follows the missing-policy mode: %v", err)
 	}
 }
