@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -145,125 +146,111 @@ func (c *converter) fail(field, value, reason string) {
 	c.errs = append(c.errs, &FieldError{Key: c.key, Field: field, Value: value, Reason: reason})
 }
 
+// field is one field of the file format and how to store its value.
+type field struct {
+	name string
+	set  func(c *converter, path string, v any)
+}
+
+func strField(dst *string) func(*converter, string, any) {
+	return func(c *converter, path string, v any) { c.str(path, v, dst) }
+}
+
+func intField(dst *int) func(*converter, string, any) {
+	return func(c *converter, path string, v any) { c.int(path, v, dst) }
+}
+
+func boolField(dst *bool) func(*converter, string, any) {
+	return func(c *converter, path string, v any) { c.bool(path, v, dst) }
+}
+
+func floatField(dst *float64) func(*converter, string, any) {
+	return func(c *converter, path string, v any) { c.float(path, v, dst) }
+}
+
+func durField(dst *time.Duration) func(*converter, string, any) {
+	return func(c *converter, path string, v any) { c.dur(path, v, dst) }
+}
+
+// section stores a decoded mapping's fields through the table, reporting
+// unknown fields with the list of known ones.
+func (c *converter) section(prefix string, raw any, fields []field) {
+	m, ok := c.mapping(prefix, raw)
+	if !ok {
+		return
+	}
+	for _, name := range sortedKeys(m) {
+		path := name
+		if prefix != "" {
+			path = prefix + "." + name
+		}
+		i := slices.IndexFunc(fields, func(f field) bool { return f.name == name })
+		if i < 0 {
+			known := make([]string, len(fields))
+			for j, f := range fields {
+				known[j] = f.name
+			}
+			c.fail(path, show(m[name]), "unknown field (want "+strings.Join(known, ", ")+")")
+			continue
+		}
+		fields[i].set(c, path, m[name])
+	}
+}
+
 func (c *converter) policy(raw any, p *Policy) {
-	m, ok := c.mapping("", raw)
-	if !ok {
-		return
-	}
-	for _, f := range sortedKeys(m) {
-		v := m[f]
-		switch f {
-		case "id":
-			c.str(f, v, &p.ID)
-		case "budget":
-			c.str(f, v, &p.Budget)
-		case "budget_cost":
-			c.int(f, v, &p.BudgetCost)
-		case "classifier":
-			c.str(f, v, &p.Classifier)
-		case "retry":
-			c.retry(v, &p.Retry)
-		case "hedge":
-			c.hedge(v, &p.Hedge)
-		case "circuit":
-			c.circuit(v, &p.Circuit)
-		default:
-			c.fail(f, show(v), "unknown field (want id, retry, hedge, circuit, budget, budget_cost, classifier)")
-		}
-	}
-}
-
-func (c *converter) retry(raw any, r *RetryPolicy) {
-	m, ok := c.mapping("retry", raw)
-	if !ok {
-		return
-	}
-	for _, f := range sortedKeys(m) {
-		v, path := m[f], "retry."+f
-		switch f {
-		case "max_attempts":
-			if c.int(path, v, &r.MaxAttempts) && r.MaxAttempts == 0 {
-				c.fail(path, "0", "must be at least 1")
-			}
-		case "initial_backoff":
-			c.dur(path, v, &r.InitialBackoff)
-		case "max_backoff":
-			c.dur(path, v, &r.MaxBackoff)
-		case "multiplier":
-			c.float(path, v, &r.Multiplier)
-		case "jitter":
-			var s string
-			if c.str(path, v, &s) {
-				j, ok := middleware.ParseJitter(s)
-				if !ok {
-					c.fail(path, strconv.Quote(s), "unknown jitter (want none, full, equal or decorrelated)")
-				}
-				r.Jitter = j
-			}
-		case "timeout_per_attempt":
-			c.dur(path, v, &r.TimeoutPerAttempt)
-		case "overall_timeout":
-			c.dur(path, v, &r.OverallTimeout)
-		case "max_retry_after":
-			c.dur(path, v, &r.MaxRetryAfter)
-		default:
-			c.fail(path, show(v), "unknown field (want max_attempts, initial_backoff, max_backoff, multiplier, jitter, timeout_per_attempt, overall_timeout, max_retry_after)")
-		}
-	}
-}
-
-func (c *converter) hedge(raw any, h *HedgePolicy) {
-	m, ok := c.mapping("hedge", raw)
-	if !ok {
-		return
-	}
-	for _, f := range sortedKeys(m) {
-		v, path := m[f], "hedge."+f
-		switch f {
-		case "enabled":
-			c.bool(path, v, &h.Enabled)
-		case "delay":
-			c.dur(path, v, &h.Delay)
-		case "quantile":
-			c.float(path, v, &h.Quantile)
-		case "max_hedges":
-			c.int(path, v, &h.MaxHedges)
-		case "budget":
-			c.str(path, v, &h.Budget)
-		case "trigger":
-			c.str(path, v, &h.Trigger)
-		default:
-			c.fail(path, show(v), "unknown field (want enabled, delay, quantile, max_hedges, budget, trigger)")
-		}
-	}
-}
-
-func (c *converter) circuit(raw any, b *CircuitPolicy) {
-	m, ok := c.mapping("circuit", raw)
-	if !ok {
-		return
-	}
-	for _, f := range sortedKeys(m) {
-		v, path := m[f], "circuit."+f
-		switch f {
-		case "enabled":
-			c.bool(path, v, &b.Enabled)
-		case "consecutive_failures":
-			c.int(path, v, &b.ConsecutiveFailures)
-		case "cooldown":
-			c.dur(path, v, &b.Cooldown)
-		case "half_open_probes":
-			c.int(path, v, &b.HalfOpenProbes)
-		case "failure_ratio":
-			c.float(path, v, &b.FailureRatio)
-		case "window":
-			c.dur(path, v, &b.Window)
-		case "min_requests":
-			c.int(path, v, &b.MinRequests)
-		default:
-			c.fail(path, show(v), "unknown field (want enabled, consecutive_failures, cooldown, half_open_probes, failure_ratio, window, min_requests)")
-		}
-	}
+	r, h, b := &p.Retry, &p.Hedge, &p.Circuit
+	c.section("", raw, []field{
+		{"id", strField(&p.ID)},
+		{"retry", func(c *converter, _ string, v any) {
+			c.section("retry", v, []field{
+				{"max_attempts", func(c *converter, path string, v any) {
+					if c.int(path, v, &r.MaxAttempts) && r.MaxAttempts == 0 {
+						c.fail(path, "0", "must be at least 1")
+					}
+				}},
+				{"initial_backoff", durField(&r.InitialBackoff)},
+				{"max_backoff", durField(&r.MaxBackoff)},
+				{"multiplier", floatField(&r.Multiplier)},
+				{"jitter", func(c *converter, path string, v any) {
+					var s string
+					if c.str(path, v, &s) {
+						j, ok := middleware.ParseJitter(s)
+						if !ok {
+							c.fail(path, strconv.Quote(s), "unknown jitter (want none, full, equal or decorrelated)")
+						}
+						r.Jitter = j
+					}
+				}},
+				{"timeout_per_attempt", durField(&r.TimeoutPerAttempt)},
+				{"overall_timeout", durField(&r.OverallTimeout)},
+				{"max_retry_after", durField(&r.MaxRetryAfter)},
+			})
+		}},
+		{"hedge", func(c *converter, _ string, v any) {
+			c.section("hedge", v, []field{
+				{"enabled", boolField(&h.Enabled)},
+				{"delay", durField(&h.Delay)},
+				{"quantile", floatField(&h.Quantile)},
+				{"max_hedges", intField(&h.MaxHedges)},
+				{"budget", strField(&h.Budget)},
+				{"trigger", strField(&h.Trigger)},
+			})
+		}},
+		{"circuit", func(c *converter, _ string, v any) {
+			c.section("circuit", v, []field{
+				{"enabled", boolField(&b.Enabled)},
+				{"consecutive_failures", intField(&b.ConsecutiveFailures)},
+				{"cooldown", durField(&b.Cooldown)},
+				{"half_open_probes", intField(&b.HalfOpenProbes)},
+				{"failure_ratio", floatField(&b.FailureRatio)},
+				{"window", durField(&b.Window)},
+				{"min_requests", intField(&b.MinRequests)},
+			})
+		}},
+		{"budget", strField(&p.Budget)},
+		{"budget_cost", intField(&p.BudgetCost)},
+		{"classifier", strField(&p.Classifier)},
+	})
 }
 
 func (c *converter) mapping(path string, raw any) (map[string]any, bool) {

@@ -101,7 +101,9 @@ type normalizer struct{ fields []string }
 
 func (n *normalizer) clamped(field string) { n.fields = append(n.fields, field) }
 
-func (n *normalizer) intIn(field string, v, def, lo, hi int) int {
+// in returns def for an unset (zero) v, v clamped to [lo, hi] otherwise,
+// reporting a clamp.
+func in[T int | time.Duration](n *normalizer, field string, v, def, lo, hi T) T {
 	switch {
 	case v == 0:
 		return def
@@ -115,18 +117,10 @@ func (n *normalizer) intIn(field string, v, def, lo, hi int) int {
 	return v
 }
 
+func (n *normalizer) intIn(field string, v, def, lo, hi int) int { return in(n, field, v, def, lo, hi) }
+
 func (n *normalizer) durIn(field string, v, def, lo, hi time.Duration) time.Duration {
-	switch {
-	case v == 0:
-		return def
-	case v < lo:
-		n.clamped(field)
-		return lo
-	case v > hi:
-		n.clamped(field)
-		return hi
-	}
-	return v
+	return in(n, field, v, def, lo, hi)
 }
 
 // optionalDur keeps 0 (feature off); a negative value is clamped to 0.

@@ -10,14 +10,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"sync/atomic"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/recourse-go/recourse"
-	"github.com/recourse-go/recourse/examples/internal/flaky"
+	"github.com/recourse-go/recourse/examples/internal/demo"
 	"github.com/recourse-go/recourse/policy"
 	"github.com/recourse-go/recourse/timeline"
 )
@@ -33,7 +30,7 @@ func main() {
 		fmt.Fprint(w, "42 in stock")
 	})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
-		if slowN.Add(1) == 1 && !flaky.Sleep(r.Context(), 2*time.Second) {
+		if slowN.Add(1) == 1 && !demo.Sleep(r.Context(), 2*time.Second) {
 			return
 		}
 		fmt.Fprint(w, "7 in stock")
@@ -41,11 +38,10 @@ func main() {
 	mux.HandleFunc("/bad", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no such item", http.StatusBadRequest)
 	})
-	base, stop := flaky.Start(mux)
+	base, stop := demo.Start(mux)
 	defer stop()
 
-	zerolog.TimeFieldFormat = time.RFC3339Nano
-	log := zerolog.New(zerolog.ConsoleWriter{Out: os.Stdout, TimeFormat: "15:04:05.000"}).With().Timestamp().Logger()
+	log := demo.Logger()
 	exec := recourse.NewExecutor(
 		recourse.WithObserver(timeline.NewZerologObserver(log)),
 		recourse.WithPolicy("inventory.Get",
@@ -69,7 +65,7 @@ func main() {
 		{"inventory.Unknown", "/flaky"}, // no policy: runs under the fallback
 	} {
 		body, tl, err := recourse.DoValueWithTimeline(ctx, call.key, func(ctx context.Context) (string, error) {
-			return flaky.Get(ctx, base+call.path)
+			return demo.Get(ctx, base+call.path)
 		})
 		fmt.Printf("\n== %s → %q, err=%v\n%s\n\n", call.key, body, err, tl)
 	}

@@ -13,14 +13,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"sync/atomic"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/recourse-go/recourse"
-	"github.com/recourse-go/recourse/examples/internal/flaky"
+	"github.com/recourse-go/recourse/examples/internal/demo"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/policy"
 	"github.com/recourse-go/recourse/timeline"
@@ -38,11 +35,10 @@ func main() {
 		}
 		fmt.Fprint(w, "12")
 	})
-	base, stop := flaky.Start(mux)
+	base, stop := demo.Start(mux)
 	defer stop()
 
-	zerolog.TimeFieldFormat = time.RFC3339Nano
-	log := zerolog.New(zerolog.ConsoleWriter{Out: os.Stdout, TimeFormat: "15:04:05.000"}).With().Timestamp().Logger()
+	log := demo.Logger()
 	exec := recourse.NewExecutor(
 		recourse.WithObserver(callsOnly{timeline.NewZerologObserver(log)}),
 		recourse.WithPolicy("warehouse.Stock",
@@ -55,7 +51,7 @@ func main() {
 	var ok, fastFail, failed int
 	for i := 0; i < 24; i++ {
 		_, err := recourse.DoValueWith(context.Background(), exec, "warehouse.Stock", func(ctx context.Context) (string, error) {
-			return flaky.Get(ctx, base+"/stock")
+			return demo.Get(ctx, base+"/stock")
 		})
 		switch {
 		case err == nil:

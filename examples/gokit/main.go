@@ -13,16 +13,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"sync/atomic"
 	"time"
 
 	kitendpoint "github.com/go-kit/kit/endpoint"
 	httptransport "github.com/go-kit/kit/transport/http"
-	"github.com/rs/zerolog"
 
 	"github.com/recourse-go/recourse"
-	"github.com/recourse-go/recourse/examples/internal/flaky"
+	"github.com/recourse-go/recourse/examples/internal/demo"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/policy"
 	"github.com/recourse-go/recourse/timeline"
@@ -45,7 +43,7 @@ func main() {
 		}
 		_ = json.NewEncoder(w).Encode(priceResponse{SKU: r.URL.Query().Get("sku"), Price: 9.99})
 	})
-	base, stop := flaky.Start(mux)
+	base, stop := demo.Start(mux)
 	defer stop()
 	target, _ := url.Parse(base + "/price")
 
@@ -70,8 +68,7 @@ func main() {
 		},
 	).Endpoint()
 
-	zerolog.TimeFieldFormat = time.RFC3339Nano
-	log := zerolog.New(zerolog.ConsoleWriter{Out: os.Stdout, TimeFormat: "15:04:05.000"}).With().Timestamp().Logger()
+	log := demo.Logger()
 	obs := timeline.NewZerologObserver(log)
 
 	// 1. The executor's compiled chain for a key, as go-kit middleware.

@@ -11,11 +11,9 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"sync"
 	"time"
 
-	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -24,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/recourse-go/recourse"
+	"github.com/recourse-go/recourse/examples/internal/demo"
 	"github.com/recourse-go/recourse/policy"
 	"github.com/recourse-go/recourse/timeline"
 	rgrpc "github.com/recourse-go/recourse/transport/grpc"
@@ -83,8 +82,7 @@ func main() {
 	go func() { _ = srv.Serve(lis) }()
 	defer srv.Stop()
 
-	zerolog.TimeFieldFormat = time.RFC3339Nano
-	log := zerolog.New(zerolog.ConsoleWriter{Out: os.Stdout, TimeFormat: "15:04:05.000"}).With().Timestamp().Logger()
+	log := demo.Logger()
 	exec := recourse.NewExecutor(
 		recourse.WithObserver(timeline.NewZerologObserver(log)),
 		recourse.WithFallbackPolicy(policy.MaxAttempts(3), policy.Backoff(20*time.Millisecond, 100*time.Millisecond, 2),

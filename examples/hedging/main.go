@@ -11,15 +11,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"sort"
 	"sync/atomic"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/recourse-go/recourse"
-	"github.com/recourse-go/recourse/examples/internal/flaky"
+	"github.com/recourse-go/recourse/examples/internal/demo"
 	"github.com/recourse-go/recourse/hedge"
 	"github.com/recourse-go/recourse/policy"
 	"github.com/recourse-go/recourse/timeline"
@@ -35,15 +32,14 @@ func main() {
 		if n.Add(1)%10 == 0 {
 			d = 300 * time.Millisecond // the tail
 		}
-		if flaky.Sleep(r.Context(), d) {
+		if demo.Sleep(r.Context(), d) {
 			fmt.Fprint(w, "9.99")
 		}
 	})
-	base, stop := flaky.Start(mux)
+	base, stop := demo.Start(mux)
 	defer stop()
 
-	zerolog.TimeFieldFormat = time.RFC3339Nano
-	log := zerolog.New(zerolog.ConsoleWriter{Out: os.Stdout, TimeFormat: "15:04:05.000"}).With().Timestamp().Logger()
+	log := demo.Logger()
 	exec := recourse.NewExecutor(
 		recourse.WithObserver(hedgedOnly{timeline.NewZerologObserver(log)}),
 		recourse.WithHedgeTrigger("p90", func(t *hedge.LatencyTracker) hedge.Trigger {
@@ -63,7 +59,7 @@ func main() {
 		for i := 0; i < calls; i++ {
 			start := time.Now()
 			_, tl, err := recourse.DoValueWithTimelineWith(context.Background(), exec, key, func(ctx context.Context) (string, error) {
-				return flaky.Get(ctx, base+"/price")
+				return demo.Get(ctx, base+"/price")
 			})
 			if err != nil {
 				fmt.Println("error:", err)

@@ -12,15 +12,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/recourse-go/recourse"
-	"github.com/recourse-go/recourse/examples/internal/flaky"
+	"github.com/recourse-go/recourse/examples/internal/demo"
 	"github.com/recourse-go/recourse/policy"
 	"github.com/recourse-go/recourse/timeline"
 	rhttp "github.com/recourse-go/recourse/transport/http"
@@ -52,16 +49,15 @@ func main() {
 		fmt.Fprintf(w, "created order %q", body)
 	})
 	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
-		if slow.Add(1) == 1 && !flaky.Sleep(r.Context(), 5*time.Second) {
+		if slow.Add(1) == 1 && !demo.Sleep(r.Context(), 5*time.Second) {
 			return // the hedge won; this request was cancelled
 		}
 		fmt.Fprint(w, "fast answer")
 	})
-	base, stop := flaky.Start(mux)
+	base, stop := demo.Start(mux)
 	defer stop()
 
-	zerolog.TimeFieldFormat = time.RFC3339Nano
-	log := zerolog.New(zerolog.ConsoleWriter{Out: os.Stdout, TimeFormat: "15:04:05.000"}).With().Timestamp().Logger()
+	log := demo.Logger()
 	exec := recourse.NewExecutor(
 		recourse.WithObserver(timeline.NewZerologObserver(log)),
 		recourse.WithPolicy("warehouse.Stock", policy.HTTPDefaults(), policy.Backoff(20*time.Millisecond, 200*time.Millisecond, 2)),

@@ -1,7 +1,8 @@
-// Package flaky starts the embedded, misbehaving dependencies the examples
-// call: plain HTTP servers on loopback whose handlers fail, stall or
-// recover on purpose.
-package flaky
+// Package demo holds what the examples share: starting their embedded,
+// misbehaving dependencies (plain HTTP servers on loopback whose handlers
+// fail, stall or recover on purpose), calling them, and a console logger
+// for the timelines.
+package demo
 
 import (
 	"context"
@@ -9,10 +10,20 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/recourse-go/recourse"
 )
+
+// Logger returns a zerolog logger writing readable lines to stdout, with
+// millisecond timestamps.
+func Logger() zerolog.Logger {
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	return zerolog.New(zerolog.ConsoleWriter{Out: os.Stdout, TimeFormat: "15:04:05.000"}).With().Timestamp().Logger()
+}
 
 // Start serves mux on a free loopback port and returns its base URL and a
 // function that stops it.
