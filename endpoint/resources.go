@@ -33,15 +33,6 @@ type CancelAdopter interface {
 	AdoptCancel(cancel context.CancelFunc) bool
 }
 
-// ReleaseOrAdopt gives cancel to resp if it adopts cancel functions, and
-// calls cancel otherwise. Decorators call it for a successful response.
-func ReleaseOrAdopt(resp any, cancel context.CancelFunc) {
-	if a, ok := resp.(CancelAdopter); ok && a.AdoptCancel(cancel) {
-		return
-	}
-	cancel()
-}
-
 // Statuser is implemented by responses and errors that carry a protocol
 // status ("503", "UNAVAILABLE"); timelines record it for each try.
 type Statuser interface {
