@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/recourse-go/recourse"
 	"github.com/recourse-go/recourse/endpoint"
@@ -67,10 +68,11 @@ type unaryCall struct {
 	cc      *grpc.ClientConn
 	invoker grpc.UnaryInvoker
 	opts    []grpc.CallOption
-	// fresh is set when each try decodes into its own copy of reply.
-	fresh bool
-	mu    sync.Mutex
-	done  bool // a try's reply has been copied out
+	// replyType, when reply is a proto.Message, makes each try's own
+	// reply; tries never touch the caller's until one copies its result in.
+	replyType protoreflect.MessageType
+	mu        sync.Mutex
+	done      bool // a try's reply has been copied out
 }
 
 // UnaryClientInterceptor returns an interceptor that runs each unary call
@@ -83,8 +85,8 @@ func UnaryClientInterceptor(exec *recourse.Executor, opts ...Option) grpc.UnaryC
 	eps := &endpoints{exec: exec, next: unaryAttempt}
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
 		call := &unaryCall{method: method, req: req, reply: reply, cc: cc, invoker: invoker, opts: callOpts}
-		if _, ok := reply.(proto.Message); ok {
-			call.fresh = true
+		if m, ok := reply.(proto.Message); ok {
+			call.replyType = m.ProtoReflect().Type()
 		} else {
 			ctx = endpoint.WithoutHedging(ctx)
 		}
@@ -97,16 +99,15 @@ func UnaryClientInterceptor(exec *recourse.Executor, opts ...Option) grpc.UnaryC
 func unaryAttempt(ctx context.Context, request any) (any, error) {
 	c := request.(*unaryCall)
 	reply := c.reply
-	if c.fresh {
-		reply = proto.Clone(c.reply.(proto.Message))
-		proto.Reset(reply.(proto.Message))
+	if c.replyType != nil {
+		reply = c.replyType.New().Interface()
 	}
 	var trailer metadata.MD
 	opts := append(append(make([]grpc.CallOption, 0, len(c.opts)+1), c.opts...), grpc.Trailer(&trailer))
 	if err := c.invoker(ctx, c.method, c.req, reply, c.cc, opts...); err != nil {
 		return nil, classify(err, trailer)
 	}
-	if c.fresh {
+	if c.replyType != nil {
 		c.mu.Lock() // the first success copies its reply out; hedges never share one
 		if !c.done {
 			proto.Reset(c.reply.(proto.Message))

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/recourse-go/recourse"
 	"github.com/recourse-go/recourse/clock"
@@ -296,5 +297,84 @@ func TestPushbackParsing(t *testing.T) {
 	}
 	if perm := classify(status.Error(codes.NotFound, "y"), nil); status.Code(original(perm)) != codes.NotFound {
 		t.Errorf("permanent status lost: %v", perm)
+	}
+}
+
+// uploads is a client-streaming service built by hand (no generated code):
+// /test.Upload/Sum counts the messages it receives; its first stream fails
+// with Unavailable after reading them.
+type uploads struct {
+	mu      sync.Mutex
+	streams int
+}
+
+func (u *uploads) desc() *grpc.ServiceDesc {
+	return &grpc.ServiceDesc{
+		ServiceName: "test.Upload",
+		HandlerType: (*any)(nil),
+		Streams: []grpc.StreamDesc{{StreamName: "Sum", ClientStreams: true, Handler: func(_ any, stream grpc.ServerStream) error {
+			u.mu.Lock()
+			u.streams++
+			first := u.streams == 1
+			u.mu.Unlock()
+			var n int64
+			for {
+				var m wrapperspb.StringValue
+				if err := stream.RecvMsg(&m); err != nil {
+					break
+				}
+				n++
+			}
+			if first {
+				return status.Error(codes.Unavailable, "lost the upload")
+			}
+			return stream.SendMsg(wrapperspb.Int64(n))
+		}}},
+	}
+}
+
+func TestClientStreamIsNotRetriedOnceSending(t *testing.T) {
+	exec := recourse.NewExecutor(fast(3))
+	lis := bufconn.Listen(1 << 20)
+	srv := grpc.NewServer()
+	u := &uploads{}
+	srv.RegisterService(u.desc(), struct{}{})
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStreamInterceptor(StreamClientInterceptor(exec)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	upload := func() (int64, error) {
+		cs, err := conn.NewStream(context.Background(), &grpc.StreamDesc{StreamName: "Sum", ClientStreams: true}, "/test.Upload/Sum")
+		if err != nil {
+			return 0, err
+		}
+		for _, s := range []string{"a", "b", "c"} {
+			if err := cs.SendMsg(wrapperspb.String(s)); err != nil {
+				return 0, err
+			}
+		}
+		if err := cs.CloseSend(); err != nil {
+			return 0, err
+		}
+		var out wrapperspb.Int64Value
+		err = cs.RecvMsg(&out)
+		return out.Value, err
+	}
+	if _, err := upload(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("first upload err %v", err)
+	}
+	u.mu.Lock()
+	if u.streams != 1 {
+		t.Fatalf("%d streams: a client stream that had sent messages was retried", u.streams)
+	}
+	u.mu.Unlock()
+	if n, err := upload(); err != nil || n != 3 {
+		t.Fatalf("second upload: %d, %v", n, err)
 	}
 }
