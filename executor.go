@@ -35,8 +35,8 @@ const maxCachedKeys = 4096
 // the first call for a key, a call reads the cache without taking a lock.
 // The cache follows providers that implement policy.Versioned.
 //
-// An Executor is safe for concurrent use. Its zero value is not usable:
-// build one with NewExecutor or NewDefaultExecutor.
+// An Executor is safe for concurrent use. Its zero value is ready to use
+// and behaves like NewExecutor(): every key runs under policy.Defaults().
 type Executor struct {
 	opts      Options
 	versioned policy.Versioned // opts.Provider, if it reports versions
@@ -83,7 +83,7 @@ func NewExecutor(opts ...Option) *Executor {
 	if o.Classifier == nil {
 		o.Classifier = middleware.DefaultClassifier
 	}
-	e := &Executor{opts: o, breakers: map[string]*keyBreaker{}, trackers: map[string]*hedge.LatencyTracker{}}
+	e := &Executor{opts: o}
 	e.versioned, _ = o.Provider.(policy.Versioned)
 	return e
 }
@@ -269,13 +269,16 @@ func (e *Executor) breaker(key string, cp policy.CircuitPolicy) *middleware.Circ
 		return kb.b
 	}
 	cfg := policy.BreakerConfig(key, cp)
-	obs, clk := e.opts.Observer, e.opts.Clock
+	obs, clk := e.opts.Observer, clock.Or(e.opts.Clock)
 	if !timeline.IsNoop(obs) {
 		cfg.OnStateChange = func(name string, from, to endpoint.BreakerState) {
 			obs.OnBreakerState(timeline.BreakerStateChange{Key: name, From: from.String(), To: to.String(), At: clk.Now()})
 		}
 	}
 	b := middleware.NewCircuitBreaker(cfg)
+	if e.breakers == nil {
+		e.breakers = make(map[string]*keyBreaker)
+	}
 	if len(e.breakers) < maxCachedKeys {
 		e.breakers[key] = &keyBreaker{policy: cp, b: b}
 	}
@@ -290,6 +293,9 @@ func (e *Executor) tracker(key string) *hedge.LatencyTracker {
 		return t
 	}
 	t := hedge.NewLatencyTracker(0)
+	if e.trackers == nil {
+		e.trackers = make(map[string]*hedge.LatencyTracker)
+	}
 	if len(e.trackers) < maxCachedKeys {
 		e.trackers[key] = t
 	}
@@ -342,6 +348,9 @@ func (e *Executor) resolve(ctx context.Context, key string, attrs map[string]str
 		return policy.Policy{}, &NoPolicyError{Key: key, Err: err}
 	default:
 		attrs[timeline.AttrPolicySource] = timeline.ReasonPolicyFallback
+		if e.opts.Fallback == (policy.Policy{}) { // a zero Executor
+			return policy.Defaults(), nil
+		}
 		return e.opts.Fallback, nil
 	}
 }

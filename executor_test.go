@@ -356,3 +356,16 @@ func TestInvalidPolicyIsReportedNotRun(t *testing.T) {
 		t.Fatalf("err %v attrs %v", err, tl.Attributes)
 	}
 }
+
+func TestZeroExecutorWorks(t *testing.T) {
+	var e Executor
+	var calls atomic.Int32
+	tl, err := e.DoWithTimeline(context.Background(), "svc.Op", failTimes(1, &calls))
+	if err != nil || calls.Load() != 2 || tl.Attributes[timeline.AttrPolicySource] != timeline.ReasonPolicyFallback {
+		t.Fatalf("err %v calls %d attrs %v", err, calls.Load(), tl.Attributes)
+	}
+	c, err := e.Explain(context.Background(), "svc.Op")
+	if err != nil || c.Policy.Retry.MaxAttempts != policy.DefaultMaxAttempts || c.Policy.Retry.Jitter != policy.JitterFull {
+		t.Fatalf("zero executor policy %+v, %v", c.Policy.Retry, err)
+	}
+}
