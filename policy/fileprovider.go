@@ -36,7 +36,8 @@ type FileProvider struct {
 // polling, keeping the last good set when a reload fails. FileProvider
 // and RemoteProvider differ only in how they fetch.
 type reloader struct {
-	name     string // "file:PATH", "remote:URL"
+	name     string       // "file:PATH", "remote:URL"
+	remote   *remoteFetch // for RemoteProvider's options; nil for a file
 	fetch    fetchFunc
 	interval time.Duration
 	clock    clock.Clock

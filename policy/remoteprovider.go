@@ -24,25 +24,34 @@ type RemoteProvider struct {
 	fetch *remoteFetch
 }
 
-// RemoteOption configures how a RemoteProvider fetches.
-type RemoteOption func(*remoteFetch)
+// WithHTTPClient makes a RemoteProvider fetch through c (default: a client
+// of its own with a 10s timeout, whose connections Close releases). A
+// FileProvider ignores it.
+func WithHTTPClient(c *http.Client) FileOption {
+	return func(r *reloader) {
+		if r.remote != nil {
+			r.remote.client = c
+		}
+	}
+}
 
-// WithHTTPClient fetches through c (default: a client of its own with a
-// 10s timeout, whose connections Close releases).
-func WithHTTPClient(c *http.Client) RemoteOption { return func(f *remoteFetch) { f.client = c } }
-
-// MaxPolicyBytes bounds the size of a fetched set (default 4 MiB).
-func MaxPolicyBytes(n int64) RemoteOption { return func(f *remoteFetch) { f.limit = n } }
+// MaxPolicyBytes bounds the size of a set a RemoteProvider fetches
+// (default 4 MiB). A FileProvider ignores it.
+func MaxPolicyBytes(n int64) FileOption {
+	return func(r *reloader) {
+		if r.remote != nil {
+			r.remote.limit = n
+		}
+	}
+}
 
 // NewRemoteProvider fetches url once (that must succeed) and then polls
-// it; opts are the FileOptions of NewFileProvider, remote are fetch options.
-func NewRemoteProvider(url string, remote []RemoteOption, opts ...FileOption) (*RemoteProvider, error) {
+// it, configured by the options of NewFileProvider and those above.
+func NewRemoteProvider(url string, opts ...FileOption) (*RemoteProvider, error) {
 	f := &remoteFetch{url: url, limit: 4 << 20,
 		client: &http.Client{Timeout: 10 * time.Second, Transport: http.DefaultTransport.(*http.Transport).Clone()}}
-	for _, o := range remote {
-		o(f)
-	}
 	p := &RemoteProvider{fetch: f}
+	p.remote = f
 	if err := p.start("remote:"+url, f.get, opts); err != nil {
 		f.client.CloseIdleConnections()
 		return nil, err

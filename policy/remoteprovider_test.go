@@ -47,7 +47,7 @@ func TestRemoteProviderKeepsTheLastGoodSet(t *testing.T) {
 	ps := &policyServer{doc: "policies:\n  a.b: {retry: {max_attempts: 2}}\n"}
 	srv := httptest.NewServer(ps)
 	defer srv.Close()
-	rp, err := NewRemoteProvider(srv.URL+"/policies", nil, WatchInterval(0))
+	rp, err := NewRemoteProvider(srv.URL+"/policies", WatchInterval(0), MaxPolicyBytes(1<<20))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestRemoteProviderKeepsTheLastGoodSet(t *testing.T) {
 func TestRemoteProviderFirstFetchMustSucceed(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	defer srv.Close()
-	if _, err := NewRemoteProvider(srv.URL, nil); err == nil || !strings.Contains(err.Error(), "404") {
+	if _, err := NewRemoteProvider(srv.URL); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("err = %v", err)
 	}
 }
