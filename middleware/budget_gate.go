@@ -76,6 +76,9 @@ func BudgetGate(b Budget, opts ...BudgetOption) endpoint.Middleware {
 			}
 			d, perr := g.take(ctx, b, t)
 			if t.Kind == TryFirst && perr == nil {
+				if o, ok := b.(Outcomes); ok {
+					return recordOutcome(ctx, o, t, next, req)
+				}
 				return next(ctx, req)
 			}
 			rec := timeline.RecorderFromContext(ctx)
@@ -97,9 +100,25 @@ func BudgetGate(b Budget, opts ...BudgetOption) endpoint.Middleware {
 			if r, ok := b.(Releaser); ok {
 				defer r.Release(t)
 			}
+			if o, ok := b.(Outcomes); ok {
+				return recordOutcome(ctx, o, t, next, req)
+			}
 			return next(ctx, req)
 		}
 	}
+}
+
+// recordOutcome runs the try and tells o how it ended, when the ending
+// says something about the dependency (success or a retryable failure).
+func recordOutcome(ctx context.Context, o Outcomes, t Try, next endpoint.Endpoint, req any) (any, error) {
+	resp, err := next(ctx, req)
+	switch VerdictOf(ctx, resp, err).Outcome {
+	case timeline.OutcomeSuccess:
+		o.RecordOutcome(t, true)
+	case timeline.OutcomeRetryable:
+		o.RecordOutcome(t, false)
+	}
+	return resp, err
 }
 
 // take asks b, turning a panic into a refusal carrying a *PanicError. A

@@ -3,6 +3,7 @@ package middleware
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -129,5 +130,81 @@ func TestUnlimitedBudgetAllowsEverything(t *testing.T) {
 	_, err := budgetChain(UnlimitedBudget{}, 3, scripted(&calls, errFlaky, errFlaky))(context.Background(), nil)
 	if err != nil || calls.Load() != 3 {
 		t.Fatalf("err %v calls %d", err, calls.Load())
+	}
+}
+
+func TestThrottleBudgetClosesAtHalfAndReopens(t *testing.T) {
+	b := NewThrottleBudget(10, 0.5)
+	ctx := context.Background()
+	retry := Try{Kind: TryRetry, Cost: 1}
+	for i := 0; i < 5; i++ { // 10 → 5 tokens
+		if !b.Take(ctx, retry).Allowed {
+			t.Fatalf("closed after %d failures, want open while above half", i)
+		}
+		b.RecordOutcome(retry, false)
+	}
+	if d := b.Take(ctx, retry); d.Allowed || d.Reason != ReasonThrottleClosed {
+		t.Fatalf("at %v tokens (half): %+v", b.Tokens(), d)
+	}
+	if !b.Take(ctx, Try{Kind: TryFirst}).Allowed {
+		t.Fatal("first tries must never be refused")
+	}
+	for i := 0; i < 30; i++ {
+		b.RecordOutcome(Try{}, false) // floors at zero
+	}
+	if b.Tokens() != 0 {
+		t.Fatalf("tokens = %v", b.Tokens())
+	}
+	for i := 0; i < 11; i++ { // 11 × 0.5 = 5.5 > half
+		b.RecordOutcome(Try{}, true)
+	}
+	if !b.Take(ctx, retry).Allowed {
+		t.Fatalf("not reopened at %v tokens", b.Tokens())
+	}
+	for i := 0; i < 100; i++ {
+		b.RecordOutcome(Try{}, true)
+	}
+	if b.Tokens() != 10 {
+		t.Fatalf("tokens = %v, capped at 10", b.Tokens())
+	}
+}
+
+func TestThrottleBudgetStopsRetriesDuringAnOutage(t *testing.T) {
+	b := NewThrottleBudget(10, 0.1)
+	var calls atomic.Int32
+	ep := budgetChain(b, 3, func(context.Context, any) (any, error) { calls.Add(1); return nil, errFlaky })
+	for i := 0; i < 1000; i++ {
+		_, _ = ep(context.Background(), nil)
+	}
+	// Failures drain the top half within a few calls; after that each call
+	// makes its first try only.
+	if got := calls.Load(); got > 1010 {
+		t.Fatalf("%d tries for 1000 calls to a dead dependency", got)
+	}
+	// Successes refill it: retries come back.
+	ok := budgetChain(b, 3, func(context.Context, any) (any, error) { return "ok", nil })
+	for i := 0; i < 60; i++ {
+		_, _ = ok(context.Background(), nil)
+	}
+	if !b.Take(context.Background(), Try{Kind: TryRetry}).Allowed {
+		t.Fatalf("still closed at %v tokens after 60 successes", b.Tokens())
+	}
+}
+
+func TestThrottleBudgetConcurrentOutcomesStayInRange(t *testing.T) {
+	b := NewThrottleBudget(5, 0.3)
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 500; i++ {
+				b.RecordOutcome(Try{}, (i+g)%3 == 0)
+			}
+		}(g)
+	}
+	wg.Wait()
+	if tok := b.Tokens(); tok < 0 || tok > 5 {
+		t.Fatalf("tokens = %v outside [0, 5]", tok)
 	}
 }

@@ -216,6 +216,7 @@ func outage(w io.Writer) []outageResult {
 		{"naive retry", nil, false},
 		{"token bucket 20, +10/s", middleware.NewTokenBucketBudget(20, 10), false},
 		{"ratio 10% (+1/s)", middleware.NewRatioBudget(), false},
+		{"throttle 10, 0.1 (gRPC)", middleware.NewThrottleBudget(10, 0.1), false},
 		{"breaker 5 fails, 100ms", nil, true},
 	}
 	fmt.Fprintf(w, "Outage amplification: %d callers, one call each per %v, for %v; dependency 100%% down from %v to %v; MaxAttempts(3), 1ms backoff\n\n",
@@ -241,8 +242,9 @@ func outage(w io.Writer) []outageResult {
 	br := results[len(results)-1]
 	fmt.Fprintf(w, "\nbreaker: %d tries reached the dead dependency in %.0f cooldowns (%.1f per cooldown; configured probes: %d, plus the %d failures that open it)\n",
 		br.outageTries, cycles, float64(br.outageTries)/cycles, breaker.HalfOpenProbes, breaker.ConsecutiveFailures)
-	ratio := results[2]
-	fmt.Fprintf(w, "ratio budget: %.2f tries per call during the outage (target ≤ 1.1)\n", ratio.outageAmp)
+	for _, r := range results[1:4] {
+		fmt.Fprintf(w, "%s: %.2f tries per call during the outage (target ≤ 1.1)\n", r.name, r.outageAmp)
+	}
 	return results
 }
 
