@@ -14,6 +14,7 @@ import (
 
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/policy"
 	"github.com/recourse-go/recourse/timeline"
 )
@@ -367,5 +368,21 @@ func TestZeroExecutorWorks(t *testing.T) {
 	c, err := e.Explain(context.Background(), "svc.Op")
 	if err != nil || c.Policy.Retry.MaxAttempts != policy.DefaultMaxAttempts || c.Policy.Retry.Jitter != policy.JitterFull {
 		t.Fatalf("zero executor policy %+v, %v", c.Policy.Retry, err)
+	}
+}
+
+func TestFullChainSuccessPathAllocations(t *testing.T) {
+	e := NewExecutor(WithBudget("retries", middleware.NewTokenBucketBudget(100, 10)), WithPolicy("svc.Full",
+		policy.OverallTimeout(5*time.Second), policy.TimeoutPerAttempt(time.Second),
+		policy.WithCircuitBreaker(policy.CircuitPolicy{Enabled: true}),
+		policy.WithHedge(policy.HedgePolicy{Enabled: true, Delay: time.Second}),
+		policy.WithBudget("retries")))
+	ctx := context.Background()
+	op := func(context.Context) error { return nil }
+	_ = e.Do(ctx, "svc.Full", op)
+	// DESIGN's budget: ≤ 8 with no timeline captured (4 measured: the
+	// attempt's context, two lazy deadline contexts, the primary try's).
+	if n := testing.AllocsPerRun(500, func() { _ = e.Do(ctx, "svc.Full", op) }); n > 8 {
+		t.Fatalf("allocs per call = %v, want ≤ 8", n)
 	}
 }
