@@ -11,6 +11,14 @@ import (
 // policy and the executor's missing-policy mode is FailureDeny.
 var ErrNoPolicy = errors.New("recourse: no policy")
 
+// ErrNoTrigger is returned (wrapped) when a policy names a hedge trigger
+// the executor lacks and the missing-trigger mode is FailureDeny.
+var ErrNoTrigger = errors.New("recourse: no such hedge trigger")
+
+// ErrNoClassifier is returned (wrapped) when a policy names a classifier
+// the executor lacks and the missing-classifier mode is FailureDeny.
+var ErrNoClassifier = errors.New("recourse: no such classifier")
+
 // NoPolicyError reports a call refused for want of a policy.
 type NoPolicyError struct {
 	Key string

@@ -1,0 +1,127 @@
+package recourse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/middleware"
+	"github.com/recourse-go/recourse/policy"
+	"github.com/recourse-go/recourse/timeline"
+)
+
+// compile resolves and compiles key's policy, applying the missing-policy
+// and missing-classifier modes. It never fails: a refusal is compiled into
+// a chain that refuses.
+func (e *Executor) compile(ctx context.Context, key string) *entry {
+	attrs := map[string]string{}
+	p, refusal := e.resolve(ctx, key, attrs)
+	p.Key = policy.ParseKey(key)
+	np, clamped := p.Normalize()
+	if len(clamped) > 0 {
+		attrs[timeline.AttrPolicyNormalized] = "true"
+		attrs[timeline.AttrPolicyClampedFields] = strings.Join(clamped, ",")
+	}
+	classifier := e.opts.Classifier
+	if refusal == nil && np.Classifier != "" {
+		if c, ok := e.opts.Classifiers[np.Classifier]; ok {
+			classifier = c
+		} else if e.opts.MissingClassifierMode == FailureDeny {
+			refusal = fmt.Errorf("%w %q (key %q)", ErrNoClassifier, np.Classifier, key)
+		} else {
+			attrs["classifier_error"] = fmt.Sprintf("no classifier %q; using the default", np.Classifier)
+		}
+	}
+	comp := policy.Compiler{
+		Observer:   e.opts.Observer,
+		Clock:      e.opts.Clock,
+		Classifier: classifier,
+		Attributes: attrs,
+		NoRecover:  e.opts.NoPanicRecovery,
+	}
+	if refusal == nil {
+		refusal = e.shared(key, np, &comp, attrs)
+	}
+	en := &entry{key: key}
+	if refusal == nil {
+		c, err := comp.Compile(np)
+		if err == nil {
+			en.compiled = c
+			en.mw = c.Middleware
+		} else {
+			refusal = err
+			attrs[timeline.AttrPolicyError] = err.Error()
+		}
+	}
+	if refusal != nil {
+		en.refusal = refusal
+		en.mw = endpoint.Chain(
+			middleware.Observe(key, middleware.WithObserver(e.opts.Observer), middleware.ObserveClock(e.opts.Clock), middleware.WithAttributes(attrs)),
+			refuse(refusal),
+		)
+	}
+	en.ep = en.mw(e.terminal(key))
+	return en
+}
+
+// refuse is the chain of a key whose calls may not run: it records one
+// refused attempt and returns err.
+func refuse(err error) endpoint.Middleware {
+	reason := timeline.ReasonNoPolicy
+	if !errors.Is(err, ErrNoPolicy) {
+		reason = timeline.ReasonNonRetryable
+	}
+	return func(endpoint.Endpoint) endpoint.Endpoint {
+		return func(ctx context.Context, _ any) (any, error) {
+			if rec := timeline.RecorderFromContext(ctx); rec != nil {
+				now := rec.Now()
+				rec.Attempt(ctx, timeline.AttemptRecord{Attempt: 1, StartTime: now, EndTime: now,
+					Outcome: timeline.OutcomeAbort, Reason: reason, Err: err})
+			}
+			return nil, err
+		}
+	}
+}
+
+// valueOp is a typed operation passed through the chain as the request.
+// A func value is pointer-shaped, so passing it as `any` allocates nothing.
+type valueOp[T any] func(context.Context) (T, error)
+
+func (f valueOp[T]) call(ctx context.Context) (any, error) { return f(ctx) }
+
+type valueCaller interface {
+	call(ctx context.Context) (any, error)
+}
+
+// terminal is the innermost endpoint of Do and DoValue: it runs the
+// operation carried as the request, recovering its panics.
+func (e *Executor) terminal(key string) endpoint.Endpoint {
+	run := func(ctx context.Context, req any) (any, error) {
+		switch op := req.(type) {
+		case func(context.Context) error:
+			return nil, op(ctx)
+		case valueCaller:
+			return op.call(ctx)
+		}
+		return nil, fmt.Errorf("recourse: unsupported operation %T", req)
+	}
+	return e.recovering(key, run)
+}
+
+// recovering wraps next so that its panics become *PanicError, unless
+// recovery is off.
+func (e *Executor) recovering(key string, next endpoint.Endpoint) endpoint.Endpoint {
+	if e.opts.NoPanicRecovery {
+		return next
+	}
+	return func(ctx context.Context, req any) (resp any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				resp, err = nil, middleware.NewPanicError("op", key, r)
+			}
+		}()
+		return next(ctx, req)
+	}
+}

@@ -1,0 +1,126 @@
+package recourse
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/recourse-go/recourse/clock"
+	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/hedge"
+	"github.com/recourse-go/recourse/middleware"
+	"github.com/recourse-go/recourse/policy"
+	"github.com/recourse-go/recourse/timeline"
+)
+
+// keyBreaker is a key's breaker and the policy it was built from: a
+// changed policy gets a new breaker, an unchanged one keeps its state.
+type keyBreaker struct {
+	policy policy.CircuitPolicy
+	b      *middleware.CircuitBreaker
+}
+
+// shared fills the compiler with the executor-held state the policy's
+// breaker, hedge and budget sections use, applying the missing-budget and
+// missing-trigger modes. A non-nil error refuses the key's calls.
+func (e *Executor) shared(key string, p policy.Policy, comp *policy.Compiler, attrs map[string]string) error {
+	if p.Circuit.Enabled {
+		comp.Breaker = e.breaker(key, p.Circuit)
+	}
+	if p.Hedge.Enabled {
+		tracker := e.tracker(key)
+		comp.Tracker = tracker
+		if name := p.Hedge.Trigger; name != "" {
+			if f, ok := e.opts.Triggers[name]; ok {
+				comp.Trigger = f(tracker)
+			} else if e.opts.MissingTriggerMode == FailureDeny {
+				return fmt.Errorf("%w %q (key %q)", ErrNoTrigger, name, key)
+			} else {
+				attrs["trigger_error"] = fmt.Sprintf("no hedge trigger %q; using the policy's delay/quantile", name)
+			}
+		}
+	}
+	comp.Budget = e.budget(p.Budget, attrs)
+	if p.Hedge.Enabled {
+		comp.HedgeBudget = e.budget(p.Hedge.Budget, attrs)
+	}
+	return nil
+}
+
+// budget resolves a budget name, applying the missing-budget mode: deny
+// (default) refuses every retry and hedge, allow lets them all through.
+func (e *Executor) budget(name string, attrs map[string]string) middleware.Budget {
+	if name == "" {
+		return nil
+	}
+	if b, ok := e.opts.Budgets[name]; ok {
+		return b
+	}
+	attrs["budget_error"] = fmt.Sprintf("no budget %q (missing_budget_mode=%s)", name, e.opts.MissingBudgetMode)
+	if e.opts.MissingBudgetMode == FailureAllow {
+		return middleware.UnlimitedBudget{}
+	}
+	return missingBudget{}
+}
+
+// missingBudget stands in, failing closed, for a budget that does not exist.
+type missingBudget struct{}
+
+func (missingBudget) Take(_ context.Context, t middleware.Try) middleware.Decision {
+	if t.Kind == middleware.TryFirst {
+		return middleware.Decision{Allowed: true, Reason: middleware.ReasonFirstTry}
+	}
+	return middleware.Decision{Allowed: false, Reason: "budget_missing"}
+}
+
+// breaker returns key's breaker for cp: the existing one while the circuit
+// policy is unchanged, a new one when it changed.
+func (e *Executor) breaker(key string, cp policy.CircuitPolicy) *middleware.CircuitBreaker {
+	e.stateMu.Lock()
+	defer e.stateMu.Unlock()
+	if kb, ok := e.breakers[key]; ok && kb.policy == cp {
+		return kb.b
+	}
+	cfg := policy.BreakerConfig(key, cp)
+	obs, clk := e.opts.Observer, clock.Or(e.opts.Clock)
+	if !timeline.IsNoop(obs) {
+		cfg.OnStateChange = func(name string, from, to endpoint.BreakerState) {
+			obs.OnBreakerState(timeline.BreakerStateChange{Key: name, From: from.String(), To: to.String(), At: clk.Now()})
+		}
+	}
+	b := middleware.NewCircuitBreaker(cfg)
+	if e.breakers == nil {
+		e.breakers = make(map[string]*keyBreaker)
+	}
+	if len(e.breakers) < maxCachedKeys {
+		e.breakers[key] = &keyBreaker{policy: cp, b: b}
+	}
+	return b
+}
+
+// tracker returns key's latency tracker, which outlives policy changes.
+func (e *Executor) tracker(key string) *hedge.LatencyTracker {
+	e.stateMu.Lock()
+	defer e.stateMu.Unlock()
+	if t, ok := e.trackers[key]; ok {
+		return t
+	}
+	t := hedge.NewLatencyTracker(0)
+	if e.trackers == nil {
+		e.trackers = make(map[string]*hedge.LatencyTracker)
+	}
+	if len(e.trackers) < maxCachedKeys {
+		e.trackers[key] = t
+	}
+	return t
+}
+
+// Breaker returns key's circuit breaker, or nil if its policy has none (or
+// no call for it has been made yet).
+func (e *Executor) Breaker(key string) *middleware.CircuitBreaker {
+	e.stateMu.Lock()
+	defer e.stateMu.Unlock()
+	if kb, ok := e.breakers[key]; ok {
+		return kb.b
+	}
+	return nil
+}
