@@ -60,13 +60,13 @@ const (
 func (p Policy) Normalize() (Policy, []string) {
 	n := normalizer{}
 	r := &p.Retry
-	r.MaxAttempts = n.intIn("retry.max_attempts", r.MaxAttempts, DefaultMaxAttempts, MinMaxAttempts, MaxMaxAttempts)
-	r.InitialBackoff = n.durIn("retry.initial_backoff", r.InitialBackoff, DefaultInitialBackoff, MinBackoff, MaxInitialBackoff)
+	r.MaxAttempts = in(&n, "retry.max_attempts", r.MaxAttempts, DefaultMaxAttempts, MinMaxAttempts, MaxMaxAttempts)
+	r.InitialBackoff = in(&n, "retry.initial_backoff", r.InitialBackoff, DefaultInitialBackoff, MinBackoff, MaxInitialBackoff)
 	defMax := DefaultMaxBackoff
 	if defMax < r.InitialBackoff {
 		defMax = r.InitialBackoff
 	}
-	r.MaxBackoff = n.durIn("retry.max_backoff", r.MaxBackoff, defMax, r.InitialBackoff, MaxMaxBackoff)
+	r.MaxBackoff = in(&n, "retry.max_backoff", r.MaxBackoff, defMax, r.InitialBackoff, MaxMaxBackoff)
 	r.Multiplier = n.floatIn("retry.multiplier", r.Multiplier, DefaultMultiplier, MinMultiplier, MaxMultiplier)
 	if r.Jitter > JitterDecorrelated {
 		r.Jitter = JitterFull
@@ -74,26 +74,26 @@ func (p Policy) Normalize() (Policy, []string) {
 	}
 	r.TimeoutPerAttempt = n.optionalDur("retry.timeout_per_attempt", r.TimeoutPerAttempt, MinTimeout, MaxTimeout)
 	r.OverallTimeout = n.optionalDur("retry.overall_timeout", r.OverallTimeout, MinTimeout, MaxTimeout)
-	r.MaxRetryAfter = n.durIn("retry.max_retry_after", r.MaxRetryAfter, DefaultMaxRetryAfter, MinTimeout, MaxMaxRetryAfter)
+	r.MaxRetryAfter = in(&n, "retry.max_retry_after", r.MaxRetryAfter, DefaultMaxRetryAfter, MinTimeout, MaxMaxRetryAfter)
 
 	h := &p.Hedge
-	h.Delay = n.durIn("hedge.delay", h.Delay, DefaultHedgeDelay, MinHedgeDelay, MaxHedgeDelay)
+	h.Delay = in(&n, "hedge.delay", h.Delay, DefaultHedgeDelay, MinHedgeDelay, MaxHedgeDelay)
 	if h.Quantile != 0 || math.IsNaN(h.Quantile) {
 		h.Quantile = n.floatIn("hedge.quantile", h.Quantile, MaxQuantile, MinQuantile, MaxQuantile)
 	}
-	h.MaxHedges = n.intIn("hedge.max_hedges", h.MaxHedges, 1, 1, MaxMaxHedges)
+	h.MaxHedges = in(&n, "hedge.max_hedges", h.MaxHedges, 1, 1, MaxMaxHedges)
 
 	c := &p.Circuit
-	c.ConsecutiveFailures = n.intIn("circuit.consecutive_failures", c.ConsecutiveFailures, DefaultConsecutiveFailures, 1, MaxConsecutiveFailures)
-	c.Cooldown = n.durIn("circuit.cooldown", c.Cooldown, DefaultCooldown, MinCooldown, MaxCooldown)
-	c.HalfOpenProbes = n.intIn("circuit.half_open_probes", c.HalfOpenProbes, 1, 1, MaxHalfOpenProbes)
+	c.ConsecutiveFailures = in(&n, "circuit.consecutive_failures", c.ConsecutiveFailures, DefaultConsecutiveFailures, 1, MaxConsecutiveFailures)
+	c.Cooldown = in(&n, "circuit.cooldown", c.Cooldown, DefaultCooldown, MinCooldown, MaxCooldown)
+	c.HalfOpenProbes = in(&n, "circuit.half_open_probes", c.HalfOpenProbes, 1, 1, MaxHalfOpenProbes)
 	if c.FailureRatio != 0 || math.IsNaN(c.FailureRatio) {
 		c.FailureRatio = n.floatIn("circuit.failure_ratio", c.FailureRatio, 0.5, 0.01, 1)
 	}
-	c.Window = n.durIn("circuit.window", c.Window, DefaultWindow, MinWindow, MaxWindow)
-	c.MinRequests = n.intIn("circuit.min_requests", c.MinRequests, DefaultMinRequests, 1, MaxMinRequests)
+	c.Window = in(&n, "circuit.window", c.Window, DefaultWindow, MinWindow, MaxWindow)
+	c.MinRequests = in(&n, "circuit.min_requests", c.MinRequests, DefaultMinRequests, 1, MaxMinRequests)
 
-	p.BudgetCost = n.intIn("budget_cost", p.BudgetCost, 1, 1, MaxBudgetCost)
+	p.BudgetCost = in(&n, "budget_cost", p.BudgetCost, 1, 1, MaxBudgetCost)
 	return p, n.fields
 }
 
@@ -103,7 +103,7 @@ func (n *normalizer) clamped(field string) { n.fields = append(n.fields, field) 
 
 // in returns def for an unset (zero) v, v clamped to [lo, hi] otherwise,
 // reporting a clamp.
-func in[T int | time.Duration](n *normalizer, field string, v, def, lo, hi T) T {
+func in[T int | time.Duration | float64](n *normalizer, field string, v, def, lo, hi T) T {
 	switch {
 	case v == 0:
 		return def
@@ -115,12 +115,6 @@ func in[T int | time.Duration](n *normalizer, field string, v, def, lo, hi T) T 
 		return hi
 	}
 	return v
-}
-
-func (n *normalizer) intIn(field string, v, def, lo, hi int) int { return in(n, field, v, def, lo, hi) }
-
-func (n *normalizer) durIn(field string, v, def, lo, hi time.Duration) time.Duration {
-	return in(n, field, v, def, lo, hi)
 }
 
 // optionalDur keeps 0 (feature off); a negative value is clamped to 0.
@@ -132,22 +126,14 @@ func (n *normalizer) optionalDur(field string, v, lo, hi time.Duration) time.Dur
 		n.clamped(field)
 		return 0
 	}
-	return n.durIn(field, v, 0, lo, hi)
+	return in(n, field, v, 0, lo, hi)
 }
 
+// floatIn is in for floats, with NaN taking the default (and reported).
 func (n *normalizer) floatIn(field string, v, def, lo, hi float64) float64 {
-	switch {
-	case math.IsNaN(v):
+	if math.IsNaN(v) {
 		n.clamped(field)
 		return def
-	case v == 0:
-		return def
-	case v < lo:
-		n.clamped(field)
-		return lo
-	case v > hi:
-		n.clamped(field)
-		return hi
 	}
-	return v
+	return in(n, field, v, def, lo, hi)
 }
