@@ -57,9 +57,20 @@ const (
 // format). Unset (zero) fields take their defaults and are not reported.
 // Every section is normalized, enabled or not. Normalize is idempotent:
 // normalizing its result changes nothing and reports nothing.
+//
+// Jitter's zero value is JitterNone, so a zero Jitter cannot tell "unset"
+// from "none" by itself. A retry section that sets no part of the backoff
+// schedule (InitialBackoff, MaxBackoff, Multiplier and Jitter all zero)
+// takes the default schedule, full jitter included; a section that sets
+// any of them keeps its Jitter as given. So a zero Policy normalizes to
+// exactly what Defaults() normalizes to, and hand-built policies do not
+// retry in lockstep unless they ask to.
 func (p Policy) Normalize() (Policy, []string) {
 	n := normalizer{}
 	r := &p.Retry
+	if r.InitialBackoff == 0 && r.MaxBackoff == 0 && r.Multiplier == 0 && r.Jitter == JitterNone {
+		r.Jitter = JitterFull
+	}
 	r.MaxAttempts = in(&n, "retry.max_attempts", r.MaxAttempts, DefaultMaxAttempts, MinMaxAttempts, MaxMaxAttempts)
 	r.InitialBackoff = in(&n, "retry.initial_backoff", r.InitialBackoff, DefaultInitialBackoff, MinBackoff, MaxInitialBackoff)
 	defMax := DefaultMaxBackoff

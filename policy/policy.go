@@ -7,7 +7,8 @@ import (
 )
 
 // Policy is everything recourse needs to know to run calls for one key.
-// Build one with New; a zero Policy normalizes to the defaults.
+// Build one with New; a zero Policy normalizes to exactly what Defaults()
+// normalizes to (see Normalize).
 type Policy struct {
 	// Key is the key the policy applies to.
 	Key Key
