@@ -2,6 +2,7 @@ package timeline
 
 import (
 	"context"
+	"reflect"
 	"time"
 )
 
@@ -91,64 +92,126 @@ func (BaseObserver) OnPolicyReload(PolicyReload) {}
 // and skip building timelines for it.
 type NoopObserver struct{ BaseObserver }
 
-// IsNoop reports whether o is nil or a NoopObserver, so event work can be
-// skipped entirely.
+// IsNoop reports whether o does nothing, so event work can be skipped
+// entirely: o is nil, a nil pointer (which is treated as no observer), a
+// NoopObserver, or a MultiObserver of nothing but such observers.
 func IsNoop(o Observer) bool {
-	switch o.(type) {
+	switch o := o.(type) {
 	case nil, NoopObserver, *NoopObserver:
 		return true
+	case MultiObserver:
+		for _, x := range o {
+			if !IsNoop(x) {
+				return false
+			}
+		}
+		return true
+	}
+	return isNil(o)
+}
+
+// isNil reports whether o holds a nil pointer, map, slice, func or chan:
+// an observer whose methods would dereference nothing.
+func isNil(o Observer) bool {
+	if o == nil {
+		return true
+	}
+	switch v := reflect.ValueOf(o); v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan, reflect.Interface:
+		return v.IsNil()
 	}
 	return false
 }
 
+// Multi returns an observer that fans events out to obs in order. It drops
+// the entries that do nothing (nil, nil pointers, NoopObserver; see
+// IsNoop) and flattens nested MultiObservers: with none left it returns
+// NoopObserver{}, with one it returns that one.
+func Multi(obs ...Observer) Observer {
+	var out MultiObserver
+	var add func(os []Observer)
+	add = func(os []Observer) {
+		for _, o := range os {
+			if m, ok := o.(MultiObserver); ok {
+				add(m)
+			} else if !IsNoop(o) {
+				out = append(out, o)
+			}
+		}
+	}
+	add(obs)
+	switch len(out) {
+	case 0:
+		return NoopObserver{}
+	case 1:
+		return out[0]
+	}
+	return out
+}
+
 // MultiObserver fans every event out to each of its observers in order.
+// It skips nil entries and nil pointers; Multi builds one without them.
 type MultiObserver []Observer
 
 // OnStart forwards to every observer.
 func (m MultiObserver) OnStart(ctx context.Context, key string, start time.Time) {
 	for _, o := range m {
-		o.OnStart(ctx, key, start)
+		if !isNil(o) {
+			o.OnStart(ctx, key, start)
+		}
 	}
 }
 
 // OnAttempt forwards to every observer.
 func (m MultiObserver) OnAttempt(ctx context.Context, key string, rec AttemptRecord) {
 	for _, o := range m {
-		o.OnAttempt(ctx, key, rec)
+		if !isNil(o) {
+			o.OnAttempt(ctx, key, rec)
+		}
 	}
 }
 
 // OnFinish forwards to every observer.
 func (m MultiObserver) OnFinish(ctx context.Context, tl *Timeline) {
 	for _, o := range m {
-		o.OnFinish(ctx, tl)
+		if !isNil(o) {
+			o.OnFinish(ctx, tl)
+		}
 	}
 }
 
 // OnBudgetDecision forwards to every observer.
 func (m MultiObserver) OnBudgetDecision(ctx context.Context, ev BudgetDecision) {
 	for _, o := range m {
-		o.OnBudgetDecision(ctx, ev)
+		if !isNil(o) {
+			o.OnBudgetDecision(ctx, ev)
+		}
 	}
 }
 
 // OnHedge forwards to every observer.
 func (m MultiObserver) OnHedge(ctx context.Context, ev HedgeEvent) {
 	for _, o := range m {
-		o.OnHedge(ctx, ev)
+		if !isNil(o) {
+			o.OnHedge(ctx, ev)
+		}
 	}
 }
 
 // OnBreakerState forwards to every observer.
 func (m MultiObserver) OnBreakerState(ev BreakerStateChange) {
 	for _, o := range m {
-		o.OnBreakerState(ev)
+		if !isNil(o) {
+			o.OnBreakerState(ev)
+		}
 	}
 }
 
 // OnPolicyReload forwards to every observer.
 func (m MultiObserver) OnPolicyReload(ev PolicyReload) {
 	for _, o := range m {
-		o.OnPolicyReload(ev)
+		if !isNil(o) {
+			o.OnPolicyReload(ev)
+		}
 	}
 }
