@@ -1,23 +1,40 @@
 // Package lazyctx provides a cancelable context with an optional deadline
-// that costs one allocation until somebody waits on it.
+// that costs one allocation until somebody waits on it, and behaves like
+// the standard library's from the moment somebody does.
 //
 // context.WithTimeout arms a runtime timer, registers with its parent and
 // allocates a done channel and a cancel closure at once — five or six
 // allocations per deadline, paid on every try even when the operation
-// never looks at its context. Ctx does that work only when Done or
-// AfterFunc is first called: until then Err and Deadline are answered by
-// comparing the clock with the deadline and asking the parent. Operations
-// that wait on their context (network calls) get a real channel, timer
-// and parent registration; those that never wait pay for a struct.
+// never looks at its context. A Ctx defers that work: until somebody calls
+// Done (or asks for its cancellation through the context package), Err and
+// Deadline are answered by comparing the clock with the deadline and
+// asking the parent. At that moment the Ctx arms: it builds the very
+// context the standard library would have built (context.WithDeadlineCause
+// or context.WithCancel on the same parent) and from then on answers Done,
+// Err and context.Cause from it. Operations that wait on their context
+// (network calls) get standard semantics exactly; those that never wait pay
+// for a struct.
 //
-// Ctx implements the AfterFunc method the context package looks for, so
-// standard contexts derived from it never need a goroutine to propagate
-// cancellation.
+// Arming is what keeps the standard library's guarantees:
+//
+//   - Propagation is synchronous. When the context package derives a child
+//     from a Ctx, it asks the Ctx for its internal cancel context; the Ctx
+//     arms and hands over its standard one, so the child joins the standard
+//     tree and is cancelled before its ancestor's cancel function returns —
+//     no goroutine, no AfterFunc hop.
+//   - context.Cause reads the Ctx's own cause on every Go version, because
+//     the nearest standard cancel context the lookup finds is the Ctx's own.
+//   - Before arming, a Ctx whose deadline has passed reports its own cause
+//     even if an ancestor is cancelled afterwards, as a standard context
+//     whose timer fired would; an ancestor whose own deadline came first
+//     wins, as it would in the standard library.
 package lazyctx
 
 import (
 	"context"
+	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/recourse-go/recourse/endpoint"
@@ -27,29 +44,57 @@ import (
 type Ctx struct {
 	parent   context.Context
 	deadline time.Time // zero: none of its own
-	cause    error     // reported by Cause when the deadline passes
+	cause    error     // reported by Cause when its own deadline passes
 
-	mu         sync.Mutex
-	done       chan struct{} // made by the first Done
-	err        error         // set once, when the context ends
-	errCause   error
-	timer      *time.Timer
-	stopParent func() bool
-	funcs      []*afterFunc
+	armed atomic.Bool // std is set; read without the lock after this
+
+	mu        sync.Mutex
+	std       context.Context // the standard context, once armed
+	stdCancel context.CancelFunc
+	err       error // set once when the context ends before it is armed
+	errCause  error
 }
-
-type afterFunc struct{ f func() }
 
 type key struct{}
 
+// cancelCtxKey is the key under which the context package looks up the
+// nearest standard cancel context (context.Cause and the registration of a
+// derived context both do). The package does not export it, so it is
+// learned once by watching the lookup context.Cause makes on a probe.
+var cancelCtxKey = func() any {
+	p := &probe{}
+	_ = context.Cause(p)
+	return p.key
+}()
+
+type probe struct {
+	context.Context
+	key any
+}
+
+func (p *probe) Err() error { return context.Canceled }
+
+func (p *probe) Value(k any) any {
+	if p.key == nil {
+		p.key = k
+	}
+	return nil
+}
+
 // WithCancel returns a context that ends when Cancel is called or parent ends.
 func WithCancel(parent context.Context) *Ctx {
+	if parent == nil {
+		panic("lazyctx: nil parent context")
+	}
 	return &Ctx{parent: parent}
 }
 
 // WithTimeout returns a context that also ends d from now; Cause then
 // reports cause (context.DeadlineExceeded if nil).
 func WithTimeout(parent context.Context, d time.Duration, cause error) *Ctx {
+	if parent == nil {
+		panic("lazyctx: nil parent context")
+	}
 	if cause == nil {
 		cause = context.DeadlineExceeded
 	}
@@ -65,10 +110,14 @@ func (c *Ctx) Deadline() (time.Time, bool) {
 	return c.deadline, true
 }
 
-// Value returns c for its own key and asks the parent otherwise.
+// Value returns c for its own key, the armed standard context's answer for
+// the context package's internal lookup, and asks the parent otherwise.
 func (c *Ctx) Value(k any) any {
-	if k == (key{}) {
+	switch {
+	case k == (key{}):
 		return c
+	case k == cancelCtxKey && cancelCtxKey != nil:
+		return c.arm().Value(k)
 	}
 	return c.parent.Value(k)
 }
@@ -76,84 +125,82 @@ func (c *Ctx) Value(k any) any {
 // Err reports why the context ended, or nil. A deadline that has passed
 // or a parent that has ended ends it here, even if nobody waited.
 func (c *Ctx) Err() error {
-	c.mu.Lock()
-	err := c.err
-	c.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	if perr := c.parent.Err(); perr != nil {
-		c.finish(perr, Cause(c.parent))
-	} else if !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
-		c.finish(context.DeadlineExceeded, c.cause)
-	} else {
-		return nil
+	if c.armed.Load() {
+		return c.std.Err()
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.err
+	if c.std != nil {
+		return c.std.Err()
+	}
+	err, _ := c.endLocked()
+	return err
 }
 
-// Done returns a channel closed when the context ends, arming the timer
-// and the parent registration the first time it is called.
-func (c *Ctx) Done() <-chan struct{} {
-	c.mu.Lock()
-	if c.done != nil {
-		d := c.done
-		c.mu.Unlock()
-		return d
-	}
-	c.done = make(chan struct{})
-	d := c.done
+// endLocked notices an end that nobody has armed a timer for, records it,
+// and returns the error and cause. It is called with c.mu held, before arming.
+func (c *Ctx) endLocked() (error, error) {
 	if c.err != nil {
-		close(c.done)
-		c.mu.Unlock()
-		return d
+		return c.err, c.errCause
 	}
-	if !c.deadline.IsZero() {
-		c.timer = time.AfterFunc(time.Until(c.deadline), c.expire)
-	}
-	c.mu.Unlock()
-	if c.parent.Done() != nil {
-		stop := context.AfterFunc(c.parent, c.parentDone)
-		c.mu.Lock()
-		if c.err != nil {
-			c.mu.Unlock()
-			stop()
-		} else {
-			c.stopParent = stop
-			c.mu.Unlock()
-		}
-	}
-	return d
-}
-
-// AfterFunc calls f in its own goroutine once the context ends, unless
-// the returned stop is called first (it reports whether it stopped f).
-// The context package uses it for contexts derived from c.
-func (c *Ctx) AfterFunc(f func()) func() bool {
-	c.Done() // make sure the end will be noticed
-	a := &afterFunc{f: f}
-	c.mu.Lock()
-	if c.err != nil {
-		c.mu.Unlock()
-		go f()
-		return func() bool { return false }
-	}
-	c.funcs = append(c.funcs, a)
-	c.mu.Unlock()
-	return func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		for i, x := range c.funcs {
-			if x == a {
-				c.funcs = append(c.funcs[:i], c.funcs[i+1:]...)
-				return true
+	own := !c.deadline.IsZero() && !time.Now().Before(c.deadline)
+	if perr := c.parent.Err(); perr != nil {
+		// Both may have ended: the parent's end wins only if it cannot have
+		// come after this context's deadline, i.e. the parent's own
+		// deadline is no later than ours (the standard library would not
+		// even have armed a timer of its own then).
+		pd, ok := c.parent.Deadline()
+		if !own || (ok && !pd.After(c.deadline)) {
+			c.err, c.errCause = perr, context.Cause(c.parent)
+			if c.errCause == nil { // a custom parent that reports no cause
+				c.errCause = perr
 			}
+			return c.err, c.errCause
 		}
-		return false
 	}
+	if own {
+		c.err, c.errCause = context.DeadlineExceeded, c.cause
+	}
+	return c.err, c.errCause
 }
+
+// Done returns a channel closed when the context ends. The first call arms
+// the context (see the package documentation).
+func (c *Ctx) Done() <-chan struct{} { return c.arm().Done() }
+
+// arm builds the standard context this Ctx stands for, once, and returns it.
+func (c *Ctx) arm() context.Context {
+	if c.armed.Load() {
+		return c.std
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.std != nil {
+		return c.std
+	}
+	if err, cause := c.endLocked(); err != nil {
+		// Ended before anyone waited: a standard context that has ended the
+		// same way, carrying the parent's values but not its cancellation.
+		base := context.WithoutCancel(c.parent)
+		if errors.Is(err, context.DeadlineExceeded) {
+			c.std, c.stdCancel = context.WithDeadlineCause(base, time.Time{}, cause)
+		} else {
+			std, cancel := context.WithCancelCause(base)
+			cancel(cause)
+			c.std, c.stdCancel = std, func() {}
+		}
+	} else if c.deadline.IsZero() {
+		c.std, c.stdCancel = context.WithCancel(c.parent)
+	} else {
+		c.std, c.stdCancel = context.WithDeadlineCause(c.parent, c.deadline, c.cause)
+	}
+	c.armed.Store(true)
+	return c.std
+}
+
+// Armed reports whether the context has built its standard context (some
+// caller waited on it). Tests use it to check the lazy path stays lazy.
+func (c *Ctx) Armed() bool { return c.armed.Load() }
 
 // HandTo gives c's cancellation to resp when resp adopts cancel functions
 // (an endpoint.CancelAdopter such as a streamed HTTP body, read after the
@@ -168,51 +215,61 @@ func (c *Ctx) HandTo(resp any) {
 
 // Cancel ends the context with context.Canceled, if it has not ended,
 // and releases its timer and parent registration. Call it when done.
-func (c *Ctx) Cancel() { c.finish(context.Canceled, context.Canceled) }
-
-func (c *Ctx) expire() { c.finish(context.DeadlineExceeded, c.cause) }
-
-func (c *Ctx) parentDone() { c.finish(c.parent.Err(), Cause(c.parent)) }
-
-func (c *Ctx) finish(err, cause error) {
-	c.mu.Lock()
-	if c.err != nil {
-		c.mu.Unlock()
+func (c *Ctx) Cancel() {
+	if c.armed.Load() {
+		c.stdCancel()
 		return
 	}
-	c.err, c.errCause = err, cause
-	if c.done != nil {
-		close(c.done)
+	c.mu.Lock()
+	if c.std != nil {
+		cancel := c.stdCancel
+		c.mu.Unlock()
+		cancel()
+		return
 	}
-	timer, stop, funcs := c.timer, c.stopParent, c.funcs
-	c.timer, c.stopParent, c.funcs = nil, nil, nil
+	if err, _ := c.endLocked(); err == nil {
+		c.err, c.errCause = context.Canceled, context.Canceled
+	}
 	c.mu.Unlock()
-	if timer != nil {
-		timer.Stop()
+}
+
+// ExpiredOwn reports whether the context ended because its own deadline
+// passed — not because an ancestor ended, nor because Cancel was called.
+// An ancestor whose deadline is no later than c's own ends c first, so c
+// has not expired on its own then.
+func (c *Ctx) ExpiredOwn() bool {
+	if c.deadline.IsZero() || c.Err() == nil || c.ownCause() != c.cause {
+		return false
 	}
-	if stop != nil {
-		stop()
+	pd, ok := c.parent.Deadline()
+	return !ok || c.deadline.Before(pd)
+}
+
+// ownCause returns the cause c ended with (nil while it has not).
+func (c *Ctx) ownCause() error {
+	if c.armed.Load() {
+		return context.Cause(c.std)
 	}
-	for _, a := range funcs {
-		go a.f()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.std != nil {
+		return context.Cause(c.std)
 	}
+	_, cause := c.endLocked()
+	return cause
 }
 
 // String describes the context.
 func (c *Ctx) String() string { return "lazyctx.Ctx" }
 
-// Cause returns why ctx ended like context.Cause, but also sees through
-// Ctx values, whose causes context.Cause cannot read on every Go version.
+// Cause returns why ctx ended, like context.Cause; for a Ctx it reads the
+// cause without arming it (context.Cause would arm it to find the cause).
 func Cause(ctx context.Context) error {
-	if ctx.Err() == nil {
-		return nil
-	}
-	if c, ok := ctx.Value(key{}).(*Ctx); ok {
-		if c.Err() != nil {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			return c.errCause
+	if c, ok := ctx.(*Ctx); ok {
+		if c.Err() == nil {
+			return nil
 		}
+		return c.ownCause()
 	}
 	return context.Cause(ctx)
 }
