@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"math"
 	"sync"
 	"time"
 
@@ -14,7 +15,13 @@ import (
 // throttling. Unlike a token bucket it scales with traffic: at 10 %, a
 // dependency that fails everything receives at most 1.1× its normal load.
 //
-// The window is split into 10 slots that expire one at a time.
+// The window is split into 10 slots that expire one at a time. Any clock
+// reading is accepted: slots are counted from a reading of the clock (so
+// the real clock's monotonic reading is used), a clock that steps back by
+// less than the window keeps the window's accounting, and a jump by more
+// than the window in either direction (or to a reading time.Time.Sub
+// cannot measure, such as the zero time) starts a fresh window, in which
+// only the floor allows extras until first tries are counted again.
 type RatioBudget struct {
 	ratio  float64
 	floor  float64 // extra tries per second always allowed
@@ -23,6 +30,8 @@ type RatioBudget struct {
 	clock  clock.Clock
 
 	mu    sync.Mutex
+	epoch time.Time // slot indices count from here
+	high  int64     // highest slot index seen since epoch
 	slots [ratioSlots]ratioSlot
 }
 
@@ -67,9 +76,7 @@ func NewRatioBudget(opts ...RatioOption) *RatioBudget {
 		b.window = ratioSlots * time.Millisecond
 	}
 	b.slot = b.window / ratioSlots
-	for i := range b.slots {
-		b.slots[i].index = -1
-	}
+	b.epoch = b.clock.Now()
 	return b
 }
 
@@ -82,10 +89,15 @@ const (
 // Take counts a first try, or admits a retry or hedge if extras in the
 // window stay within ratio × firsts + floor × window.
 func (b *RatioBudget) Take(_ context.Context, t Try) Decision {
-	now := b.clock.Now().UnixNano() / int64(b.slot)
+	at := b.clock.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	cur := &b.slots[now%ratioSlots]
+	now := b.index(at)
+	pos := now % ratioSlots
+	if pos < 0 {
+		pos += ratioSlots
+	}
+	cur := &b.slots[pos]
 	if cur.index != now {
 		*cur = ratioSlot{index: now}
 	}
@@ -95,7 +107,8 @@ func (b *RatioBudget) Take(_ context.Context, t Try) Decision {
 	}
 	var firsts, extras float64
 	for i := range b.slots {
-		if s := &b.slots[i]; s.index > now-ratioSlots {
+		// Slots after now are kept after a small backward step.
+		if s := &b.slots[i]; s.index > now-ratioSlots && s.index <= b.high {
 			firsts += s.firsts
 			extras += s.extras
 		}
@@ -106,4 +119,21 @@ func (b *RatioBudget) Take(_ context.Context, t Try) Decision {
 	}
 	cur.extras += cost
 	return Decision{Allowed: true, Reason: ReasonRatioAvailable}
+}
+
+// index returns the slot index of at, starting a fresh window when at is
+// a window or more away from the latest reading, either way, or too far
+// from the epoch to measure. b.mu is held.
+func (b *RatioBudget) index(at time.Time) int64 {
+	d := at.Sub(b.epoch)
+	now := int64(d / b.slot)
+	if d%b.slot < 0 {
+		now-- // floor, not truncation, before the epoch
+	}
+	if d == math.MinInt64 || d == math.MaxInt64 || now >= b.high+ratioSlots || now <= b.high-ratioSlots {
+		b.epoch, b.high, b.slots = at, 0, [ratioSlots]ratioSlot{}
+		return 0
+	}
+	b.high = max(b.high, now)
+	return now
 }

@@ -3,6 +3,8 @@ package middleware
 import (
 	"context"
 	"math"
+	"sync"
+	"time"
 
 	"golang.org/x/time/rate"
 
@@ -13,9 +15,17 @@ import (
 // (golang.org/x/time/rate): it starts full with capacity tokens and refills
 // at refillPerSecond. Each retry or hedge takes its cost in tokens; first
 // tries take none.
+//
+// Any clock reading is accepted. A clock that steps back restarts refill
+// from the earlier reading, keeping the tokens there are (rate.Limiter
+// alone would refill nothing until the clock caught up again); a jump
+// forward refills at most to capacity.
 type TokenBucketBudget struct {
 	lim   *rate.Limiter
 	clock clock.Clock
+
+	mu   sync.Mutex
+	last time.Time // latest reading given to lim
 }
 
 // NewTokenBucketBudget returns a budget of capacity tokens refilled at
@@ -49,7 +59,15 @@ func (b *TokenBucketBudget) Take(_ context.Context, t Try) Decision {
 	if t.Kind == TryFirst {
 		return Decision{Allowed: true, Reason: ReasonFirstTry}
 	}
-	if b.lim.AllowN(b.clock.Now(), costOf(t)) {
+	now := b.clock.Now()
+	b.mu.Lock()
+	if now.Before(b.last) {
+		b.lim.SetLimitAt(now, b.lim.Limit()) // rebase refill on now
+	}
+	b.last = now
+	ok := b.lim.AllowN(now, costOf(t))
+	b.mu.Unlock()
+	if ok {
 		return Decision{Allowed: true, Reason: ReasonTokensAvailable}
 	}
 	return Decision{Allowed: false, Reason: ReasonTokensExhausted}

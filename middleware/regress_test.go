@@ -1,0 +1,189 @@
+package middleware
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/recourse-go/recourse/clock"
+)
+
+// setClock is a clock whose reading the test sets, backwards included.
+type setClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *setClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *setClock) set(t time.Time) {
+	c.mu.Lock()
+	c.now = t
+	c.mu.Unlock()
+}
+
+func (c *setClock) NewTimer(d time.Duration) clock.Timer {
+	return clock.NewFake(c.Now()).NewTimer(d)
+}
+
+func (c *setClock) AfterFunc(d time.Duration, f func()) clock.Timer {
+	return clock.NewFake(c.Now()).AfterFunc(d, f)
+}
+
+// oddReadings are clock readings budgets must survive.
+var oddReadings = []struct {
+	name string
+	at   time.Time
+}{
+	{"zero", time.Time{}},
+	{"unix0", time.Unix(0, 0)},
+	{"before1970", time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC)},
+	{"far_future", time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)},
+	{"max", time.Unix(math.MaxInt64-62135596801, 999999999)},
+	{"min", time.Unix(math.MinInt64, 0)},
+	{"now", time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)},
+}
+
+var (
+	first = Try{Key: "k", Kind: TryFirst, Cost: 1}
+	retry = Try{Key: "k", Kind: TryRetry, Cost: 1}
+	hedge = Try{Key: "k", Kind: TryHedge, Cost: 1}
+)
+
+// takeN makes n first tries and then asks for up to 1000 retries and
+// hedges, returning how many were allowed. It fails the test on a refused
+// first try.
+func takeN(t *testing.T, b Budget, firsts int) (allowed int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := 0; i < firsts; i++ {
+		if d := b.Take(ctx, first); !d.Allowed {
+			t.Fatalf("first try refused: %+v", d)
+		}
+	}
+	for i := 0; i < 1000; i++ {
+		try := retry
+		if i%2 == 1 {
+			try = hedge
+		}
+		if b.Take(ctx, try).Allowed {
+			allowed++
+		}
+	}
+	return allowed
+}
+
+// Every budget kind takes any clock reading — zero, far past, far future,
+// the extremes of time.Time — without panicking, and at a frozen reading
+// stays within its bound.
+func TestRegressBudgetsSurviveOddClockReadings(t *testing.T) {
+	for _, r := range oddReadings {
+		t.Run(r.name, func(t *testing.T) {
+			c := &setClock{now: r.at}
+			ratio := NewRatioBudget(Ratio(0.1), RatioFloor(0), RatioWindow(10*time.Second), RatioClock(c))
+			if got := takeN(t, ratio, 100); got > 10 {
+				t.Errorf("ratio budget allowed %d extras for 100 firsts at 10%%", got)
+			}
+			tb := NewTokenBucketBudgetWithClock(5, 1, c)
+			if got := takeN(t, tb, 1); got > 5 {
+				t.Errorf("token bucket allowed %d with capacity 5 at a frozen clock", got)
+			}
+			th := NewThrottleBudget(10, 0.1)
+			if got := takeN(t, th, 1); got != 1000 {
+				t.Errorf("full throttle allowed %d", got)
+			}
+			if got := takeN(t, UnlimitedBudget{}, 1); got != 1000 {
+				t.Errorf("unlimited allowed %d", got)
+			}
+			_ = tb.Tokens()
+		})
+	}
+}
+
+// A clock that jumps between odd readings and steps backwards must not
+// panic a budget, and once it runs forward normally again the budget
+// recovers: retries are allowed again after a window.
+func TestRegressBudgetsSurviveClockJumpsAndRecover(t *testing.T) {
+	for _, from := range oddReadings {
+		for _, to := range oddReadings {
+			t.Run(fmt.Sprintf("%s_to_%s", from.name, to.name), func(t *testing.T) {
+				c := &setClock{now: from.at}
+				ratio := NewRatioBudget(Ratio(0.5), RatioFloor(0), RatioWindow(time.Second), RatioClock(c))
+				tb := NewTokenBucketBudgetWithClock(3, 10, c)
+				takeN(t, ratio, 10)
+				takeN(t, tb, 1)
+				c.set(to.at)
+				if got := takeN(t, ratio, 10); got > 10 {
+					t.Errorf("ratio allowed %d extras after the jump (20 firsts at 50%% bound 10)", got)
+				}
+				if got := takeN(t, tb, 1); got > 3 {
+					t.Errorf("token bucket allowed %d after the jump (capacity 3)", got)
+				}
+				// The clock now runs forward from the new reading.
+				base := to.at
+				for step := 1; step <= 30; step++ {
+					c.set(base.Add(time.Duration(step) * 100 * time.Millisecond))
+					ratio.Take(context.Background(), first)
+				}
+				if base.Add(3*time.Second) != base { // not saturated at the end of time
+					if !ratio.Take(context.Background(), retry).Allowed {
+						t.Error("ratio budget refuses retries after the clock ran forward")
+					}
+					if !tb.Take(context.Background(), retry).Allowed {
+						t.Error("token bucket did not refill after the clock ran forward")
+					}
+				}
+			})
+		}
+	}
+}
+
+// A clock stepping backwards a little (less than a window) must not wipe
+// the window's accounting and allow a burst.
+func TestRegressRatioBudgetSmallBackwardStepKeepsAccounting(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := &setClock{now: start}
+	b := NewRatioBudget(Ratio(0.1), RatioFloor(0), RatioWindow(10*time.Second), RatioClock(c))
+	total := 0
+	for i := 0; i < 5; i++ {
+		c.set(start.Add(time.Duration(i) * time.Second))
+		total += takeN(t, b, 20)
+	}
+	c.set(start.Add(2 * time.Second)) // back 2s
+	total += takeN(t, b, 20)
+	if total > 12 { // 120 firsts at 10%
+		t.Fatalf("allowed %d extras for 120 firsts at 10%%", total)
+	}
+}
+
+// The budget gate over each budget kind survives odd clocks as well.
+func TestRegressBudgetGateOddClocks(t *testing.T) {
+	for _, r := range oddReadings {
+		c := &setClock{now: r.at}
+		for _, b := range []Budget{
+			NewRatioBudget(RatioClock(c)),
+			NewTokenBucketBudgetWithClock(2, 1, c),
+			NewThrottleBudget(2, 0.5),
+			UnlimitedBudget{},
+		} {
+			var calls = new(int)
+			ep := budgetChain(b, 3, func(context.Context, any) (any, error) {
+				*calls++
+				return nil, errFlakyRegress
+			})
+			_, _ = ep(context.Background(), nil)
+			if *calls < 1 {
+				t.Fatalf("%s %T: no try ran", r.name, b)
+			}
+		}
+	}
+}
+
+var errFlakyRegress = fmt.Errorf("flaky")
