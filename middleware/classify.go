@@ -3,6 +3,7 @@ package middleware
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/recourse-go/recourse/endpoint"
@@ -76,13 +77,15 @@ func preclassify(ctx context.Context, err error) (Verdict, bool) {
 		return Verdict{Outcome: timeline.OutcomeNonRetryable, Reason: timeline.ReasonPanic}, true
 	case IsPermanent(err):
 		return Verdict{Outcome: timeline.OutcomeNonRetryable, Reason: timeline.ReasonNonRetryable}, true
-	case errors.Is(err, ErrAttemptTimeout):
-		return Verdict{Outcome: timeline.OutcomeRetryable, Reason: timeline.ReasonTimeout}, true
 	}
 	if ctx.Err() != nil {
 		// The try failed while its context was done: the context is why.
+		// Only this try's own per-attempt deadline is a retryable timeout;
+		// any other end — the caller's deadline or cancellation, or an
+		// enclosing call's per-attempt deadline when this call is nested
+		// in another's try — is the caller's, and aborts the call.
 		switch {
-		case errors.Is(lazyctx.Cause(ctx), ErrAttemptTimeout):
+		case ownAttemptTimeout(ctx):
 			return Verdict{Outcome: timeline.OutcomeRetryable, Reason: timeline.ReasonTimeout}, true
 		case errors.Is(ctx.Err(), context.DeadlineExceeded):
 			return Verdict{Outcome: timeline.OutcomeAbort, Reason: timeline.ReasonTimeout}, true
@@ -90,7 +93,20 @@ func preclassify(ctx context.Context, err error) (Verdict, bool) {
 			return Verdict{Outcome: timeline.OutcomeAbort, Reason: timeline.ReasonCanceled}, true
 		}
 	}
+	if errors.Is(err, ErrAttemptTimeout) {
+		// A per-attempt timeout further in (an inner call that ran out of
+		// time): the dependency was slow, which is worth another try.
+		return Verdict{Outcome: timeline.OutcomeRetryable, Reason: timeline.ReasonTimeout}, true
+	}
 	return Verdict{}, false
+}
+
+// ownAttemptTimeout reports whether ctx is a per-attempt deadline context
+// (made by Timeout directly outside Classify) that ended because its own
+// deadline passed.
+func ownAttemptTimeout(ctx context.Context) bool {
+	c, ok := ctx.(*lazyctx.Ctx)
+	return ok && c.ExpiredOwn()
 }
 
 // VerdictOf returns the verdict attached to err by Classify or, for an
@@ -189,6 +205,9 @@ func Classify(c Classifier, opts ...ClassifyOption) endpoint.Middleware {
 			v, perr := cfg.safeJudge(ctx, c, resp, err)
 			if perr != nil {
 				err = perr
+			} else if err != nil && v.Reason == timeline.ReasonTimeout && v.Outcome == timeline.OutcomeRetryable &&
+				!errors.Is(err, ErrAttemptTimeout) && ownAttemptTimeout(ctx) {
+				err = fmt.Errorf("%w: %w", ErrAttemptTimeout, err) // errors.Is finds the timeout
 			}
 			if err == nil && v.Outcome == timeline.OutcomeSuccess {
 				if rec != nil {

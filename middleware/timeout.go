@@ -8,6 +8,7 @@ import (
 
 	"github.com/recourse-go/recourse/endpoint"
 	"github.com/recourse-go/recourse/internal/lazyctx"
+	"github.com/recourse-go/recourse/timeline"
 )
 
 // ErrAttemptTimeout is the cause of a per-attempt deadline. A try cut short
@@ -26,8 +27,13 @@ var ErrAttemptTimeout = errors.New("recourse: attempt timed out")
 // HTTP body) takes over the deadline's cancel function, so returning does
 // not cut off a body the caller has yet to read.
 //
-// Used without Classify inside it, a try cut by the deadline returns an
-// error wrapping both ErrAttemptTimeout and the try's own error.
+// Only this decorator's own deadline is a timeout of the try. When calls
+// nest — a recourse call made inside another call's try — the outer try's
+// deadline is, for the inner call, the caller's deadline: its try aborts,
+// is not retried and is not counted by its breaker.
+//
+// A try cut by the deadline returns an error wrapping both ErrAttemptTimeout
+// and the try's own error, with Classify inside or without it.
 func Timeout(d time.Duration) endpoint.Middleware {
 	if d <= 0 {
 		return identity
@@ -40,10 +46,8 @@ func Timeout(d time.Duration) endpoint.Middleware {
 				actx.HandTo(resp) // a streamed body keeps its deadline
 				return resp, nil
 			}
-			if ctx.Err() == nil && errors.Is(lazyctx.Cause(actx), ErrAttemptTimeout) {
-				if _, classified := find[*ClassifiedError](err); !classified && !errors.Is(err, ErrAttemptTimeout) {
-					err = fmt.Errorf("%w: %w", ErrAttemptTimeout, err)
-				}
+			if actx.ExpiredOwn() {
+				err = ownTimeout(err)
 			}
 			actx.Cancel()
 			return resp, err
@@ -71,6 +75,29 @@ func OverallTimeout(d time.Duration) endpoint.Middleware {
 			return resp, err
 		}
 	}
+}
+
+// ownTimeout makes err say that the try was cut by its own per-attempt
+// deadline. Classify directly inside Timeout has said so already; one that
+// saw the deadline through other decorators took it for the caller's end
+// (abort), and its verdict is corrected here; without Classify, err is
+// wrapped so that errors.Is finds ErrAttemptTimeout.
+func ownTimeout(err error) error {
+	ce, classified := find[*ClassifiedError](err)
+	switch {
+	case !classified:
+		if !errors.Is(err, ErrAttemptTimeout) {
+			err = fmt.Errorf("%w: %w", ErrAttemptTimeout, err)
+		}
+		return err
+	case ce.Verdict.Outcome == timeline.OutcomeAbort:
+		inner := ce.Err
+		if !errors.Is(inner, ErrAttemptTimeout) {
+			inner = fmt.Errorf("%w: %w", ErrAttemptTimeout, inner)
+		}
+		return &ClassifiedError{Err: inner, Verdict: Verdict{Outcome: timeline.OutcomeRetryable, Reason: timeline.ReasonTimeout}}
+	}
+	return err
 }
 
 func identity(next endpoint.Endpoint) endpoint.Endpoint { return next }
