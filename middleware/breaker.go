@@ -3,6 +3,7 @@ package middleware
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,8 +38,12 @@ type BreakerConfig struct {
 	// MinRequests is the least number of calls in Window before ratio mode
 	// may trip (default 10).
 	MinRequests int
-	// OnStateChange is called on every transition, from inside the breaker:
-	// it must not call back into it.
+	// OnStateChange is called on every transition, in order, outside the
+	// breaker's lock: on the goroutine of the breaker call (a try through
+	// Breaker, or State) that made the transition, after gobreaker returns
+	// and before that call does. It may call back into the breaker. If
+	// calls on several goroutines make transitions at once, one of them
+	// may deliver the others' too, still in order.
 	OnStateChange func(name string, from, to endpoint.BreakerState)
 }
 
@@ -51,6 +56,19 @@ type CircuitBreaker struct {
 	cb    *gobreaker.CircuitBreaker[struct{}]
 	cfg   BreakerConfig
 	state atomic.Uint32 // endpoint.BreakerState, kept by gobreaker's OnStateChange
+
+	// Transitions waiting for delivery to cfg.OnStateChange: gobreaker
+	// reports them under its lock, they are delivered after it returns.
+	pending  atomic.Int32 // len(queue), read without qmu on the hot path
+	qmu      sync.Mutex
+	queue    []transition
+	flushing bool // a goroutine is delivering the queue
+}
+
+// transition is one state change awaiting delivery.
+type transition struct {
+	name     string
+	from, to endpoint.BreakerState
 }
 
 // Sentinels passed to gobreaker as a call's result.
@@ -95,9 +113,13 @@ func NewCircuitBreaker(cfg BreakerConfig) *CircuitBreaker {
 	}
 	b := &CircuitBreaker{cfg: cfg}
 	st.OnStateChange = func(name string, from, to gobreaker.State) {
+		// Under gobreaker's lock: record, deliver later (see flush).
 		b.state.Store(uint32(stateOf(to)))
 		if cfg.OnStateChange != nil {
-			cfg.OnStateChange(name, stateOf(from), stateOf(to))
+			b.qmu.Lock()
+			b.queue = append(b.queue, transition{name: name, from: stateOf(from), to: stateOf(to)})
+			b.pending.Add(1)
+			b.qmu.Unlock()
 		}
 	}
 	b.cb = gobreaker.NewCircuitBreaker[struct{}](st)
@@ -107,8 +129,47 @@ func NewCircuitBreaker(cfg BreakerConfig) *CircuitBreaker {
 // Config returns the breaker's configuration (defaults filled in).
 func (b *CircuitBreaker) Config() BreakerConfig { return b.cfg }
 
-// State returns the breaker's current state.
-func (b *CircuitBreaker) State() endpoint.BreakerState { return stateOf(b.cb.State()) }
+// State returns the breaker's current state. Reading it may move an open
+// breaker whose cooldown has passed to half-open (and report that).
+func (b *CircuitBreaker) State() endpoint.BreakerState {
+	s := stateOf(b.cb.State())
+	b.flush()
+	return s
+}
+
+// flush delivers queued transitions to cfg.OnStateChange in order, on
+// this goroutine, outside gobreaker's lock. Only one goroutine delivers at
+// a time; a flush that finds another under way (or is made from inside
+// OnStateChange) returns at once and the delivering goroutine picks up
+// what it queued. A panicking OnStateChange propagates to the caller and
+// leaves the rest of the queue for the next flush.
+func (b *CircuitBreaker) flush() {
+	if b.pending.Load() == 0 {
+		return
+	}
+	b.qmu.Lock()
+	if b.flushing {
+		b.qmu.Unlock()
+		return
+	}
+	b.flushing = true
+	defer func() {
+		b.flushing = false
+		b.qmu.Unlock()
+	}()
+	for len(b.queue) > 0 {
+		tr := b.queue[0]
+		b.queue[0] = transition{}
+		b.queue = b.queue[1:]
+		b.pending.Add(-1)
+		b.qmu.Unlock()
+		func() {
+			defer b.qmu.Lock() // relocked even if the callback panics
+			b.cfg.OnStateChange(tr.name, tr.from, tr.to)
+		}()
+	}
+	b.queue = nil
+}
 
 func stateOf(s gobreaker.State) endpoint.BreakerState {
 	switch s {
@@ -149,6 +210,7 @@ func Breaker(b *CircuitBreaker) endpoint.Middleware {
 				resp, err = next(endpoint.WithBreakerState(ctx, state), req)
 				return struct{}{}, breakerVerdict(ctx, resp, err)
 			})
+			b.flush()
 			if !admitted {
 				if rec := timeline.RecorderFromContext(ctx); rec != nil {
 					info, _ := endpoint.AttemptFromContext(ctx)

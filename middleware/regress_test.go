@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/recourse-go/recourse/clock"
+	"github.com/recourse-go/recourse/endpoint"
 )
 
 // setClock is a clock whose reading the test sets, backwards included.
@@ -187,3 +189,85 @@ func TestRegressBudgetGateOddClocks(t *testing.T) {
 }
 
 var errFlakyRegress = fmt.Errorf("flaky")
+
+// within runs f and fails the test if it does not return within d (a
+// deadlock): the stuck goroutine is left behind, and goleak reports it.
+func within(t *testing.T, d time.Duration, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); f() }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatal("deadlock: call did not return")
+	}
+}
+
+// An OnStateChange that reads the breaker's state must not deadlock: the
+// transitions are delivered outside gobreaker's lock, in order, on the
+// calling goroutine, by the time the call returns.
+func TestRegressBreakerStateChangeMayCallBack(t *testing.T) {
+	var (
+		b      *CircuitBreaker
+		mu     sync.Mutex
+		events []string
+	)
+	b = NewCircuitBreaker(BreakerConfig{Name: "k", ConsecutiveFailures: 2, Cooldown: 20 * time.Millisecond,
+		OnStateChange: func(_ string, from, to endpoint.BreakerState) {
+			st := b.State() // calls back in
+			mu.Lock()
+			events = append(events, from.String()+">"+to.String()+"@"+st.String())
+			mu.Unlock()
+		}})
+	failing := breakerChain(b, func(context.Context, any) (any, error) { return nil, errFlaky })
+	within(t, 5*time.Second, func() {
+		for i := 0; i < 2; i++ {
+			_, _ = failing(context.Background(), nil)
+		}
+	})
+	mu.Lock()
+	got := append([]string(nil), events...)
+	mu.Unlock()
+	if len(got) != 1 || got[0] != "closed>open@open" {
+		t.Fatalf("events after the tripping call returned = %v, want [closed>open@open]", got)
+	}
+	// Cooldown: the next call finds it half-open (a transition State may
+	// also make), probes and closes it.
+	time.Sleep(30 * time.Millisecond)
+	ok := breakerChain(b, func(context.Context, any) (any, error) { return "ok", nil })
+	within(t, 5*time.Second, func() {
+		if _, err := ok(context.Background(), nil); err != nil {
+			t.Errorf("probe: %v", err)
+		}
+	})
+	mu.Lock()
+	got = append([]string(nil), events...)
+	mu.Unlock()
+	want := []string{"closed>open@open", "open>half_open@", "half_open>closed@closed"}
+	if len(got) != 3 || got[1][:len(want[1])] != want[1] || got[2] != want[2] {
+		t.Fatalf("events = %v, want %v (half_open's state read may say half_open or closed)", got, want)
+	}
+}
+
+// State itself can move an open breaker to half-open; an OnStateChange
+// calling State again from there must not deadlock either.
+func TestRegressBreakerStateFromStateCallback(t *testing.T) {
+	var b *CircuitBreaker
+	var n atomic.Int32
+	b = NewCircuitBreaker(BreakerConfig{Name: "k", ConsecutiveFailures: 1, Cooldown: 10 * time.Millisecond,
+		OnStateChange: func(string, endpoint.BreakerState, endpoint.BreakerState) {
+			n.Add(1)
+			_ = b.State()
+		}})
+	failing := breakerChain(b, func(context.Context, any) (any, error) { return nil, errFlaky })
+	within(t, 5*time.Second, func() {
+		_, _ = failing(context.Background(), nil)
+		time.Sleep(20 * time.Millisecond)
+		if s := b.State(); s != endpoint.BreakerHalfOpen {
+			t.Errorf("state after cooldown = %v", s)
+		}
+	})
+	if n.Load() != 2 {
+		t.Fatalf("transitions delivered = %d, want 2 (closed>open, open>half_open)", n.Load())
+	}
+}
