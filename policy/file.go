@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"path/filepath"
 	"slices"
@@ -65,18 +66,18 @@ func Parse(data []byte, format Format) (*PolicySet, error) {
 	var doc any
 	switch format {
 	case JSON:
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.UseNumber()
-		if err := dec.Decode(&doc); err != nil {
+		var err error
+		if doc, err = decodeJSON(data); err != nil {
 			return nil, fmt.Errorf("recourse/policy: JSON: %w", err)
 		}
 	default:
-		if err := yaml.Unmarshal(data, &doc); err != nil {
+		var err error
+		if doc, err = decodeYAML(data); err != nil {
 			return nil, fmt.Errorf("recourse/policy: YAML: %w", err)
 		}
 	}
 	if doc == nil {
-		return &PolicySet{Policies: map[Key]Policy{}}, nil
+		return nil, fmt.Errorf("%w: the document is empty", ErrNoPolicies)
 	}
 	top, ok := doc.(map[string]any)
 	if !ok {
@@ -112,6 +113,7 @@ func Parse(data []byte, format Format) (*PolicySet, error) {
 		if !ok {
 			errs = append(errs, fmt.Errorf("recourse/policy: 'policies' must be a mapping of key to policy, got %s", kind(raw)))
 		}
+		spelled := make(map[Key]string, len(m))
 		for _, name := range sortedKeys(m) {
 			c := converter{key: name}
 			if strings.TrimSpace(name) == "" {
@@ -119,6 +121,10 @@ func Parse(data []byte, format Format) (*PolicySet, error) {
 			}
 			p := base
 			p.Key = ParseKey(name)
+			if prev, dup := spelled[p.Key]; dup {
+				c.fail("key", strconv.Quote(name), fmt.Sprintf("duplicate of %q: both are the key %q", prev, p.Key.String()))
+			}
+			spelled[p.Key] = name
 			c.policy(m[name], &p)
 			if len(c.errs) == 0 {
 				if err := Validate(p); err != nil {
@@ -132,7 +138,138 @@ func Parse(data []byte, format Format) (*PolicySet, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	if len(set.Policies) == 0 && set.Default == nil {
+		return nil, fmt.Errorf("%w: the document has neither", ErrNoPolicies)
+	}
 	return set, nil
+}
+
+// ErrNoPolicies is returned (wrapped) by Parse for a document that sets no
+// policies and no default section: an empty or comment-only file, or one
+// caught while being rewritten. Serving it would drop every policy.
+var ErrNoPolicies = errors.New("recourse/policy: no policies and no default section")
+
+// maxDepth bounds the nesting of a JSON document; a policy file needs 3.
+const maxDepth = 64
+
+// decodeJSON decodes one JSON document as encoding/json does into an any
+// (numbers as json.Number), except that it rejects a key repeated in an
+// object, naming it and where, as YAML does, and anything after the
+// document. An empty document decodes to nil.
+func decodeJSON(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err == io.EOF {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	doc, err := jsonValue(dec, tok, "", 0)
+	if err != nil {
+		return nil, err
+	}
+	if tok, err := dec.Token(); err != io.EOF {
+		if err == nil {
+			err = fmt.Errorf("data after the document (%v at offset %d)", tok, dec.InputOffset())
+		}
+		return nil, err
+	}
+	return doc, nil
+}
+
+// jsonValue decodes the value that starts with tok at path.
+func jsonValue(dec *json.Decoder, tok json.Token, path string, depth int) (any, error) {
+	delim, ok := tok.(json.Delim)
+	if !ok {
+		return tok, nil // a string, json.Number, bool or nil
+	}
+	if depth >= maxDepth {
+		return nil, fmt.Errorf("%s: nested deeper than %d levels", where(path), maxDepth)
+	}
+	next := func() (json.Token, error) {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return tok, err
+	}
+	switch delim {
+	case '{':
+		m := map[string]any{}
+		for dec.More() {
+			tok, err := next()
+			if err != nil {
+				return nil, err
+			}
+			k, _ := tok.(string) // dec.Token checks that object keys are strings
+			if _, dup := m[k]; dup {
+				return nil, fmt.Errorf("duplicate key %q in %s", k, where(path))
+			}
+			if tok, err = next(); err != nil {
+				return nil, err
+			}
+			if m[k], err = jsonValue(dec, tok, join(path, k), depth+1); err != nil {
+				return nil, err
+			}
+		}
+		_, err := next() // '}'
+		return m, err
+	case '[':
+		l := []any{}
+		for i := 0; dec.More(); i++ {
+			tok, err := next()
+			if err != nil {
+				return nil, err
+			}
+			v, err := jsonValue(dec, tok, path+"["+strconv.Itoa(i)+"]", depth+1)
+			if err != nil {
+				return nil, err
+			}
+			l = append(l, v)
+		}
+		_, err := next() // ']'
+		return l, err
+	}
+	return nil, fmt.Errorf("unexpected %q at offset %d", delim, dec.InputOffset())
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func where(path string) string {
+	if path == "" {
+		return "the top level"
+	}
+	return strconv.Quote(path)
+}
+
+// decodeYAML decodes a YAML stream into an any; yaml.v3 rejects duplicate
+// keys and excessive aliasing. A stream with more than one non-empty
+// document is an error (all but one would be silently ignored); an empty
+// one decodes to nil.
+func decodeYAML(data []byte) (any, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc any
+	for {
+		var d any
+		if err := dec.Decode(&d); err == io.EOF {
+			return doc, nil
+		} else if err != nil {
+			return nil, err
+		}
+		if d != nil && doc != nil {
+			return nil, errors.New("more than one document (separated by ---): a policy file holds one")
+		}
+		if d != nil {
+			doc = d
+		}
+	}
 }
 
 // converter turns one key's decoded section into Policy fields,
@@ -347,7 +484,7 @@ func (c *converter) float(path string, v any, dst *float64) bool {
 func (c *converter) dur(path string, v any, dst *time.Duration) bool {
 	s, ok := v.(string)
 	if !ok {
-		if n, isNum := v.(int); isNum && n == 0 {
+		if n, isNum := v.(int); isNum && n == 0 || v == json.Number("0") {
 			*dst = 0
 			return true
 		}
@@ -393,6 +530,8 @@ func kind(v any) string {
 		return "a mapping"
 	case []any:
 		return "a list"
+	case map[any]any:
+		return "a mapping with keys that are not strings"
 	case string:
 		return "a string"
 	}

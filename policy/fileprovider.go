@@ -1,18 +1,33 @@
 package policy
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"io"
+	"maps"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/recourse-go/recourse/clock"
+	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/timeline"
 )
+
+// DefaultMaxPolicyBytes is the largest policy set a FileProvider reads or
+// a RemoteProvider fetches unless MaxPolicyBytes says otherwise (4 MiB).
+const DefaultMaxPolicyBytes = 4 << 20
+
+// ErrClosed is returned (wrapped) by Reload once the provider is closed,
+// and by a reload that Close interrupted.
+var ErrClosed = errors.New("recourse/policy: provider closed")
+
+// errNilContext is returned by the providers' Policy for a nil context.
+var errNilContext = errors.New("recourse/policy: Policy called with a nil context (use context.Background())")
 
 // FileProvider serves policies from a YAML or JSON file (by extension:
 // ".json" is JSON, anything else YAML) and reloads it when it changes.
@@ -23,11 +38,13 @@ import (
 // swapping a symlink, which file-event watchers handle poorly — and costs
 // one small read per interval.
 //
-// A reload that fails (unreadable file, bad syntax, an invalid field)
-// changes nothing: the provider keeps serving the last good set, Err
-// reports the failure, observers get OnPolicyReload with the error, and
-// Source (the timeline attribute policy_source) says the set is stale
-// until a good file is loaded.
+// A reload that fails (unreadable file, bad syntax, an invalid field, a
+// file that is empty, larger than MaxPolicyBytes or changing while it is
+// read) changes nothing: the provider keeps serving the last good set,
+// Err reports the failure, observers get OnPolicyReload with the error,
+// and Source (the timeline attribute policy_source) says the set is stale
+// until a good file is loaded. An editor that truncates the file and then
+// writes it is caught mid-way as such a failure, never as an empty set.
 type FileProvider struct {
 	reloader
 }
@@ -36,28 +53,49 @@ type FileProvider struct {
 // polling, keeping the last good set when a reload fails. FileProvider
 // and RemoteProvider differ only in how they fetch.
 type reloader struct {
-	name     string       // "file:PATH", "remote:URL"
-	remote   *remoteFetch // for RemoteProvider's options; nil for a file
-	fetch    fetchFunc
-	interval time.Duration
-	clock    clock.Clock
-	observer timeline.Observer
+	// Set by the options, then read-only.
+	name      string // "file:PATH", "remote:URL"
+	interval  time.Duration
+	clock     clock.Clock
+	observer  timeline.Observer
+	limit     int64
+	timeout   time.Duration // RemoteProvider only
+	client    *http.Client  // RemoteProvider only
+	crossHost bool          // RemoteProvider only
+
+	fetch  fetchFunc
+	ctx    context.Context // ended by Close; every fetch runs under it
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the poller exits; nil without one
+	closed sync.Once
+
+	reloading sync.Mutex // one reload at a time, from fetch to commit
 
 	mu      sync.RWMutex
 	set     *PolicySet
-	sum     [sha256.Size]byte
+	sum     [sha256.Size]byte // of set's source text
+	tag     string            // set's ETag, for conditional fetches
 	lastErr error
 	source  string
 
 	version atomic.Uint64
-	stop    chan struct{}
-	done    chan struct{}
-	closed  sync.Once
 }
 
-// fetchFunc reads a source: its content and format, or unchanged=true
-// when the source says nothing changed since the last fetch.
-type fetchFunc func() (data []byte, format Format, unchanged bool, err error)
+// fetched is what a fetch found.
+type fetched struct {
+	data   []byte
+	format Format
+	// tag is the ETag of data, or of the set the source still holds.
+	tag string
+	// unchanged says the source still holds the set whose ETag the fetch
+	// sent: the last good set.
+	unchanged bool
+}
+
+// fetchFunc reads a source under ctx. tag is the ETag of the last good
+// set ("" if none is known); a source that still holds it may answer
+// unchanged.
+type fetchFunc func(ctx context.Context, tag string) (fetched, error)
 
 // FileOption configures a FileProvider or a RemoteProvider.
 type FileOption func(*reloader)
@@ -69,36 +107,110 @@ func WatchInterval(d time.Duration) FileOption { return func(r *reloader) { r.in
 // WatchClock sets the clock polling waits on (default clock.Real).
 func WatchClock(c clock.Clock) FileOption { return func(r *reloader) { r.clock = clock.Or(c) } }
 
-// ReloadObserver reports every reload, good or failed, to o.
+// ReloadObserver reports every reload, good or failed, to o: a new set, a
+// failure (the last good set stays), and the recovery of a source that
+// failed and then again serves the set in use.
 func ReloadObserver(o timeline.Observer) FileOption { return func(r *reloader) { r.observer = o } }
+
+// MaxPolicyBytes bounds the size of the policy set a FileProvider reads
+// or a RemoteProvider fetches (default DefaultMaxPolicyBytes; n ≤ 0 means
+// the default). A larger one is an error naming its size and the cap.
+func MaxPolicyBytes(n int64) FileOption {
+	return func(r *reloader) {
+		if n <= 0 {
+			n = DefaultMaxPolicyBytes
+		}
+		r.limit = n
+	}
+}
 
 // NewFileProvider loads path and, unless WatchInterval(0) is given, starts
 // polling it. The first load must succeed: its error names the key, the
 // field and the value. Close stops the polling.
 func NewFileProvider(path string, opts ...FileOption) (*FileProvider, error) {
 	f := &FileProvider{}
-	format := FormatOf(path)
-	fetch := func() ([]byte, Format, bool, error) {
-		data, err := os.ReadFile(path)
-		return data, format, false, err
+	f.configure("file:"+path, opts)
+	format, limit := FormatOf(path), f.limit
+	fetch := func(context.Context, string) (fetched, error) {
+		data, err := readPolicyFile(path, limit)
+		return fetched{data: data, format: format}, err
 	}
-	if err := f.start("file:"+path, fetch, opts); err != nil {
+	if err := f.start(fetch); err != nil {
 		return nil, err
 	}
 	return f, nil
 }
 
-// start configures r, loads its source once and starts polling.
-func (r *reloader) start(name string, fetch fetchFunc, opts []FileOption) error {
-	r.name, r.fetch, r.interval, r.clock = name, fetch, 5*time.Second, clock.Real{}
-	for _, o := range opts {
-		o(r)
+// readPolicyFile reads path: a regular file (not a FIFO or a device,
+// whose reads could block or never end) of at most limit bytes, that did
+// not change while it was read.
+func readPolicyFile(path string, limit int64) ([]byte, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, err
 	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (mode %v)", path, info.Mode())
+	}
+	file, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	before, err := file.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if before.Size() > limit {
+		return nil, tooLarge(path, before.Size(), limit)
+	}
+	data, err := io.ReadAll(io.LimitReader(file, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, tooLarge(path, -1, limit)
+	}
+	after, err := file.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if after.Size() != before.Size() || after.Size() != int64(len(data)) || !after.ModTime().Equal(before.ModTime()) {
+		return nil, fmt.Errorf("%s changed while it was read (%d bytes read, now %d bytes): being rewritten?", path, len(data), after.Size())
+	}
+	return data, nil
+}
+
+// tooLarge reports a policy set over the cap; size < 0 means unknown.
+func tooLarge(what string, size, limit int64) error {
+	if size < 0 {
+		return fmt.Errorf("%s is more than %d bytes, over the cap (MaxPolicyBytes)", what, limit)
+	}
+	return fmt.Errorf("%s is %d bytes, over the cap of %d bytes (MaxPolicyBytes)", what, size, limit)
+}
+
+// configure sets r's name and defaults, then applies opts (nil ones are
+// skipped).
+func (r *reloader) configure(name string, opts []FileOption) {
+	r.name, r.interval, r.clock = name, 5*time.Second, clock.Real{}
+	r.limit, r.timeout = DefaultMaxPolicyBytes, DefaultFetchTimeout
+	for _, o := range opts {
+		if o != nil {
+			o(r)
+		}
+	}
+}
+
+// start loads r's source once (that must succeed) and starts polling.
+func (r *reloader) start(fetch fetchFunc) error {
+	r.fetch = fetch
+	r.ctx, r.cancel = context.WithCancel(context.Background())
 	if err := r.Reload(); err != nil {
+		r.cancel()
 		return err
 	}
 	if r.interval > 0 {
-		r.stop, r.done = make(chan struct{}), make(chan struct{})
+		r.done = make(chan struct{})
 		go r.watch()
 	}
 	return nil
@@ -106,9 +218,15 @@ func (r *reloader) start(name string, fetch fetchFunc, opts []FileOption) error 
 
 // Policy returns key's policy, the default section's (with Key set) for a
 // key the file does not name, or an error wrapping ErrNotFound.
-func (f *reloader) Policy(_ context.Context, key Key) (Policy, error) {
+func (f *reloader) Policy(ctx context.Context, key Key) (Policy, error) {
+	if ctx == nil {
+		return Policy{}, errNilContext
+	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	if f.set == nil {
+		return Policy{}, fmt.Errorf("%w %q: the provider has no policy set (build it with NewFileProvider or NewRemoteProvider)", ErrNotFound, key.String())
+	}
 	if p, ok := f.set.Policies[key]; ok {
 		return p, nil
 	}
@@ -120,14 +238,24 @@ func (f *reloader) Policy(_ context.Context, key Key) (Policy, error) {
 	return Policy{}, fmt.Errorf("%w %q in %s", ErrNotFound, key.String(), f.name)
 }
 
-// Set returns the policy set being served.
+// Set returns a copy of the policy set being served (nil before one is
+// loaded).
 func (f *reloader) Set() *PolicySet {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.set
+	if f.set == nil {
+		return nil
+	}
+	s := &PolicySet{Policies: maps.Clone(f.set.Policies)}
+	if f.set.Default != nil {
+		d := *f.set.Default
+		s.Default = &d
+	}
+	return s
 }
 
-// Version changes whenever a reload succeeds with new content, or fails.
+// Version changes whenever a reload succeeds with new content, fails, or
+// finds the source serving the set in use again after a failure.
 func (f *reloader) Version() uint64 { return f.version.Load() }
 
 // Source returns "file:PATH" (or "remote:URL"), followed by " (stale: …)"
@@ -146,29 +274,38 @@ func (f *reloader) Err() error {
 }
 
 // Reload reads the source now. On success with changed content the new
-// set is served; on failure the previous set stays. It returns the error.
+// set is served; on failure the previous set stays. It returns the error
+// (after Close, one wrapping ErrClosed), joined with that of an observer
+// that panicked on the reload's event.
 func (f *reloader) Reload() error {
-	data, format, unchanged, err := f.fetch()
-	if err == nil && unchanged {
-		f.mu.RLock()
-		defer f.mu.RUnlock()
-		return f.lastErr // nothing new: still good, or still stale
+	ev, err := f.reload()
+	if ev != nil {
+		if perr := f.notify(*ev); perr != nil {
+			return errors.Join(err, perr)
+		}
 	}
-	var set *PolicySet
-	if err == nil {
-		sum := sha256.Sum256(data)
-		f.mu.RLock()
-		same := f.set != nil && f.lastErr == nil && bytes.Equal(sum[:], f.sum[:])
-		f.mu.RUnlock()
-		if same {
-			return nil
-		}
-		set, err = Parse(data, format)
-		if err == nil {
-			f.mu.Lock()
-			f.set, f.sum, f.lastErr, f.source = set, sum, nil, f.name
-			f.mu.Unlock()
-		}
+	return err
+}
+
+// reload fetches and commits under f.reloading, so that a slow fetch can
+// never overwrite the result of a later one; it returns the event to
+// report, if any.
+func (f *reloader) reload() (*timeline.PolicyReload, error) {
+	if f.fetch == nil {
+		return nil, fmt.Errorf("recourse/policy: Reload of a provider not built with NewFileProvider or NewRemoteProvider")
+	}
+	f.reloading.Lock()
+	defer f.reloading.Unlock()
+	if f.ctx.Err() != nil {
+		return nil, fmt.Errorf("%w: not loading %s", ErrClosed, f.name)
+	}
+	f.mu.RLock()
+	tag := f.tag
+	f.mu.RUnlock()
+	res, set, err := f.fetchAndParse(tag)
+	if err != nil && f.ctx.Err() != nil {
+		// Close interrupted the fetch: that says nothing of the source.
+		return nil, fmt.Errorf("%w while loading %s: %v", ErrClosed, f.name, err)
 	}
 	if err != nil {
 		err = fmt.Errorf("recourse/policy: loading %s: %w", f.name, err)
@@ -178,48 +315,88 @@ func (f *reloader) Reload() error {
 		f.source = fmt.Sprintf("%s (stale: last reload failed: %v)", f.name, err)
 		f.mu.Unlock()
 		if first {
-			return err
+			return nil, err
 		}
+		return &timeline.PolicyReload{Source: f.name, Version: f.version.Add(1), Err: err}, err
 	}
-	v := f.version.Add(1)
-	if f.observer != nil {
-		f.observer.OnPolicyReload(timeline.PolicyReload{Source: f.name, Version: v, Err: err})
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if set == nil { // the set in use, unchanged
+		if f.tag = res.tag; f.lastErr == nil {
+			return nil, nil
+		}
+		// The source failed before and serves the set in use again.
+		f.lastErr, f.source = nil, f.name
+	} else {
+		f.set, f.sum, f.tag, f.lastErr, f.source = set, sha256.Sum256(res.data), res.tag, nil, f.name
 	}
-	return err
+	return &timeline.PolicyReload{Source: f.name, Version: f.version.Add(1)}, nil
+}
+
+// fetchAndParse fetches the source and parses what is new: set is nil
+// when the source holds the set in use. A panic (in a user's
+// http.RoundTripper, say) becomes a *middleware.PanicError.
+func (f *reloader) fetchAndParse(tag string) (res fetched, set *PolicySet, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = middleware.NewPanicError("provider", f.name, r)
+		}
+	}()
+	res, err = f.fetch(f.ctx, tag)
+	if err != nil {
+		return res, nil, err
+	}
+	f.mu.RLock()
+	loaded, sum := f.set != nil, f.sum
+	f.mu.RUnlock()
+	if res.unchanged {
+		if !loaded {
+			return res, nil, errors.New("the source answered 'not modified' but no set was ever loaded")
+		}
+		return res, nil, nil
+	}
+	if loaded && sha256.Sum256(res.data) == sum {
+		return res, nil, nil
+	}
+	set, err = Parse(res.data, res.format)
+	return res, set, err
+}
+
+// notify reports ev to the observer, turning a panic into an error.
+func (f *reloader) notify(ev timeline.PolicyReload) (err error) {
+	if f.observer == nil {
+		return nil
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = middleware.NewPanicError("observer", f.name, r)
+		}
+	}()
+	f.observer.OnPolicyReload(ev)
+	return nil
 }
 
 func (f *reloader) watch() {
 	defer close(f.done)
 	for {
-		if clock.Sleep(stopContext{f.stop}, f.clock, f.interval) != nil {
+		if clock.Sleep(f.ctx, f.clock, f.interval) != nil {
 			return
 		}
 		_ = f.Reload()
 	}
 }
 
-// Close stops polling. The provider keeps serving its last good set.
+// Close stops polling, ending a fetch in progress, and waits for the
+// poller to exit. The provider keeps serving its last good set; Reload
+// returns an error wrapping ErrClosed from then on.
 func (f *reloader) Close() error {
 	f.closed.Do(func() {
-		if f.stop != nil {
-			close(f.stop)
+		if f.cancel != nil {
+			f.cancel()
+		}
+		if f.done != nil {
 			<-f.done
 		}
 	})
 	return nil
-}
-
-// stopContext is a context that is done when stop is closed.
-type stopContext struct{ stop chan struct{} }
-
-func (s stopContext) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (s stopContext) Done() <-chan struct{}       { return s.stop }
-func (s stopContext) Value(any) any               { return nil }
-func (s stopContext) Err() error {
-	select {
-	case <-s.stop:
-		return context.Canceled
-	default:
-		return nil
-	}
 }

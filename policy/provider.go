@@ -70,8 +70,12 @@ func (s *StaticProvider) SetDefault(p Policy) {
 }
 
 // Policy returns the policy for key, the default policy (with Key set to
-// key) if there is one, or an error wrapping ErrNotFound.
-func (s *StaticProvider) Policy(_ context.Context, key Key) (Policy, error) {
+// key) if there is one, or an error wrapping ErrNotFound. A nil ctx is an
+// error.
+func (s *StaticProvider) Policy(ctx context.Context, key Key) (Policy, error) {
+	if ctx == nil {
+		return Policy{}, errNilContext
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if p, ok := s.policies[key]; ok {

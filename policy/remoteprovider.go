@@ -2,116 +2,185 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 )
+
+// DefaultFetchTimeout bounds each fetch of a RemoteProvider, headers and
+// body, unless FetchTimeout says otherwise.
+const DefaultFetchTimeout = 10 * time.Second
+
+// maxRedirects is how many redirects a RemoteProvider follows when the
+// user's client has no CheckRedirect of its own (net/http's default).
+const maxRedirects = 10
 
 // RemoteProvider serves policies published at a URL, in the file format
 // (JSON when the response's Content-Type or the URL's path says json,
 // YAML otherwise), polled like a FileProvider with the same last-known-
-// good behaviour. Polls send If-None-Match with the last ETag, so an
-// unchanged set costs the server a 304.
+// good behaviour. Polls send If-None-Match with the ETag of the last good
+// set, so an unchanged set costs the server a 304 — and a 304 after failed
+// polls means the source serves the set in use again: the error clears.
+//
+// Every fetch is bounded by FetchTimeout and ended by Close, whatever the
+// client. Redirects are followed only to the URL's own host unless
+// AllowRedirectsToOtherHosts is given.
 //
 // A policy server is a dependency too: when it is down or serves a bad
-// set, calls keep running under the last good one, and the timeline
-// attribute policy_source says "remote:URL (stale: …)".
+// set (an empty body included), calls keep running under the last good
+// one, and the timeline attribute policy_source says "remote:URL (stale: …)".
 type RemoteProvider struct {
 	reloader
 	fetch *remoteFetch
 }
 
-// WithHTTPClient makes a RemoteProvider fetch through c (default: a client
-// of its own with a 10s timeout, whose connections Close releases). A
+// WithHTTPClient makes a RemoteProvider fetch through a copy of c (default:
+// a client of its own, whose connections Close releases). The copy's
+// CheckRedirect refuses redirects to other hosts, then defers to c's. A
 // FileProvider ignores it.
-func WithHTTPClient(c *http.Client) FileOption {
+func WithHTTPClient(c *http.Client) FileOption { return func(r *reloader) { r.client = c } }
+
+// FetchTimeout bounds each fetch of a RemoteProvider, from sending the
+// request to the end of the body (default DefaultFetchTimeout; d ≤ 0
+// means the default). A FileProvider ignores it.
+func FetchTimeout(d time.Duration) FileOption {
 	return func(r *reloader) {
-		if r.remote != nil {
-			r.remote.client = c
+		if d <= 0 {
+			d = DefaultFetchTimeout
 		}
+		r.timeout = d
 	}
 }
 
-// MaxPolicyBytes bounds the size of a set a RemoteProvider fetches
-// (default 4 MiB). A FileProvider ignores it.
-func MaxPolicyBytes(n int64) FileOption {
-	return func(r *reloader) {
-		if r.remote != nil {
-			r.remote.limit = n
-		}
-	}
-}
+// AllowRedirectsToOtherHosts lets a RemoteProvider follow redirects away
+// from its URL's host (by default such a redirect is an error naming its
+// target; redirects within the host are followed). A FileProvider
+// ignores it.
+func AllowRedirectsToOtherHosts() FileOption { return func(r *reloader) { r.crossHost = true } }
 
-// NewRemoteProvider fetches url once (that must succeed) and then polls
-// it, configured by the options of NewFileProvider and those above.
+// NewRemoteProvider fetches url once (that must succeed with a policy
+// set: an error status, an empty body or a 304 is an error) and then
+// polls it, configured by the options of NewFileProvider and those above.
 func NewRemoteProvider(url string, opts ...FileOption) (*RemoteProvider, error) {
-	f := &remoteFetch{url: url, limit: 4 << 20,
-		client: &http.Client{Timeout: 10 * time.Second, Transport: http.DefaultTransport.(*http.Transport).Clone()}}
-	p := &RemoteProvider{fetch: f}
-	p.remote = f
-	if err := p.start("remote:"+url, f.get, opts); err != nil {
-		f.client.CloseIdleConnections()
+	p := &RemoteProvider{}
+	p.configure("remote:"+url, opts)
+	f := &remoteFetch{url: url, limit: p.limit, timeout: p.timeout}
+	if p.client == nil {
+		f.own = true
+		f.client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	} else {
+		c := *p.client
+		f.client = &c
+	}
+	f.client.CheckRedirect = checkRedirect(f.client.CheckRedirect, p.crossHost)
+	p.fetch = f
+	if err := p.start(f.get); err != nil {
+		f.release()
 		return nil, err
 	}
 	return p, nil
 }
 
-// Close stops polling and releases the provider's idle connections. The
-// provider keeps serving its last good set.
+// Close stops polling, ending a fetch in progress, and releases the idle
+// connections of the provider's own client. The provider keeps serving
+// its last good set.
 func (p *RemoteProvider) Close() error {
 	err := p.reloader.Close()
-	p.fetch.client.CloseIdleConnections()
+	if p.fetch != nil {
+		p.fetch.release()
+	}
 	return err
 }
 
-type remoteFetch struct {
-	url    string
-	client *http.Client
-	limit  int64
-
-	mu   sync.Mutex
-	etag string
+// checkRedirect refuses redirects that leave the original request's host
+// (or go from https to http) unless crossHost, then applies the user's
+// policy, or net/http's default limit when there is none.
+func checkRedirect(user func(*http.Request, []*http.Request) error, crossHost bool) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		from := via[0].URL
+		if !crossHost && (!strings.EqualFold(req.URL.Host, from.Host) || from.Scheme == "https" && req.URL.Scheme != "https") {
+			return fmt.Errorf("refusing the redirect to %s: it leaves %s (allow with AllowRedirectsToOtherHosts)",
+				req.URL.Redacted(), from.Scheme+"://"+from.Host)
+		}
+		if user != nil {
+			return user(req, via)
+		}
+		if len(via) >= maxRedirects {
+			return fmt.Errorf("stopped after %d redirects", maxRedirects)
+		}
+		return nil
+	}
 }
 
-func (f *remoteFetch) get() ([]byte, Format, bool, error) {
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, f.url, nil)
+type remoteFetch struct {
+	url     string
+	client  *http.Client // a copy, with the redirect policy
+	own     bool         // client is the provider's own
+	limit   int64
+	timeout time.Duration
+}
+
+// release closes the idle connections of the provider's own client; a
+// user's client shares its transport with the user, who decides.
+func (f *remoteFetch) release() {
+	if f.own {
+		f.client.CloseIdleConnections()
+	}
+}
+
+func (f *remoteFetch) get(ctx context.Context, tag string) (fetched, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	data, res, err := f.do(ctx, tag)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("GET %s: no complete answer within %v (FetchTimeout): %w (%v)", f.url, f.timeout, context.DeadlineExceeded, err)
+	}
+	res.data = data
+	return res, err
+}
+
+func (f *remoteFetch) do(ctx context.Context, tag string) ([]byte, fetched, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.url, nil)
 	if err != nil {
-		return nil, 0, false, err
+		return nil, fetched{}, err
 	}
-	f.mu.Lock()
-	if f.etag != "" {
-		req.Header.Set("If-None-Match", f.etag)
+	if tag != "" {
+		req.Header.Set("If-None-Match", tag)
 	}
-	f.mu.Unlock()
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return nil, 0, false, err
+		return nil, fetched{}, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotModified {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return nil, 0, true, nil
-	}
-	if resp.StatusCode != http.StatusOK {
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotModified:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return nil, 0, false, fmt.Errorf("GET %s: %s", f.url, resp.Status)
+		if tag == "" {
+			return nil, fetched{}, fmt.Errorf("GET %s: %s to a request that named no ETag: there is no set it could stand for", f.url, resp.Status)
+		}
+		return nil, fetched{unchanged: true, tag: tag}, nil
+	default:
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return nil, fetched{}, fmt.Errorf("GET %s: %s", f.url, resp.Status)
+	}
+	what := "GET " + f.url + ": the policy set"
+	if resp.ContentLength > f.limit {
+		return nil, fetched{}, tooLarge(what, resp.ContentLength, f.limit)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, f.limit+1))
 	if err != nil {
-		return nil, 0, false, err
+		return nil, fetched{}, fmt.Errorf("GET %s: reading the body: %w", f.url, err)
 	}
 	if int64(len(data)) > f.limit {
-		return nil, 0, false, fmt.Errorf("GET %s: policy set larger than %d bytes", f.url, f.limit)
+		return nil, fetched{}, tooLarge(what, -1, f.limit)
 	}
 	format := YAML
 	if strings.Contains(resp.Header.Get("Content-Type"), "json") || strings.HasSuffix(strings.ToLower(req.URL.Path), ".json") {
 		format = JSON
 	}
-	f.mu.Lock()
-	f.etag = resp.Header.Get("ETag")
-	f.mu.Unlock()
-	return data, format, false, nil
+	return data, fetched{format: format, tag: resp.Header.Get("ETag")}, nil
 }

@@ -1,0 +1,551 @@
+package policy
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/recourse-go/recourse/clock"
+	"github.com/recourse-go/recourse/timeline"
+)
+
+const (
+	goodDoc  = "policies:\n  a.b: {retry: {max_attempts: 2}}\n"
+	goodDoc2 = "policies:\n  a.b: {retry: {max_attempts: 5}}\n"
+)
+
+// attemptsOf returns a.b's max_attempts as served by p, failing the test
+// when p serves no policy for it.
+func attemptsOf(t *testing.T, p Provider) int {
+	t.Helper()
+	pol, err := p.Policy(context.Background(), ParseKey("a.b"))
+	if err != nil {
+		t.Fatalf("a.b: %v", err)
+	}
+	return pol.Retry.MaxAttempts
+}
+
+// events returns a copy of the reload events seen so far.
+func (r *reloads) events() []timeline.PolicyReload {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]timeline.PolicyReload(nil), r.got...)
+}
+
+// noPanic runs f, turning a panic into a test failure.
+func noPanic(t *testing.T, what string, f func()) {
+	t.Helper()
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("%s panicked: %v", what, r)
+		}
+	}()
+	f()
+}
+
+// Item 17: an empty or comment-only document is an error, never an empty set.
+func TestRegressEmptyDocumentIsAnError(t *testing.T) {
+	for _, c := range []struct {
+		doc    string
+		format Format
+	}{
+		{"", YAML}, {"   \n\n", YAML}, {"# nothing here yet\n# really\n", YAML}, {"~\n", YAML}, {"null", YAML},
+		{"---\n", YAML}, {"{}\n", YAML}, {"policies:\n", YAML}, {"policies: {}\ndefault:\n", YAML},
+		{"", JSON}, {" \n", JSON}, {"null", JSON}, {"{}", JSON}, {`{"policies": {}}`, JSON},
+	} {
+		set, err := Parse([]byte(c.doc), c.format)
+		if err == nil || !strings.Contains(err.Error(), "no policies") {
+			t.Errorf("Parse(%q, %v) = %+v, %v; want an error saying it has no policies", c.doc, c.format, set, err)
+		}
+	}
+	// A default section alone is a usable set.
+	if _, err := Parse([]byte("default: {retry: {max_attempts: 2}}\n"), YAML); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Item 17: a file emptied (truncated before a rewrite) or half-written
+// while the provider reloads keeps the last good set.
+func TestRegressEmptiedFileKeepsTheLastGoodSet(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policies.yaml")
+	writeFile(t, path, goodDoc)
+	obs := &reloads{}
+	fp, err := NewFileProvider(path, WatchInterval(0), ReloadObserver(obs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fp.Close()
+	for _, mid := range []string{"", "# being rewritten\n", "policies:\n", "policies:\n  a.b: {retry: {max_att"} {
+		writeFile(t, path, mid)
+		if err := fp.Reload(); err == nil {
+			t.Errorf("reload of %q succeeded", mid)
+		}
+		if got := attemptsOf(t, fp); got != 2 || fp.Err() == nil || !strings.Contains(fp.Source(), "stale") {
+			t.Fatalf("after %q: attempts %d, err %v, source %q", mid, got, fp.Err(), fp.Source())
+		}
+	}
+	writeFile(t, path, goodDoc2)
+	if err := fp.Reload(); err != nil || attemptsOf(t, fp) != 5 {
+		t.Fatalf("rewritten file: err %v", err)
+	}
+	evs := obs.events()
+	if n := len(evs); n != 6 || evs[0].Err != nil || evs[5].Err != nil {
+		t.Fatalf("events %+v", evs)
+	}
+	for _, ev := range evs[1:5] {
+		if ev.Err == nil {
+			t.Fatalf("a failed reload reported success: %+v", evs)
+		}
+	}
+}
+
+// Item 17: a writer that truncates then writes (os.WriteFile) racing the
+// reloads never leaves the provider without a.b.
+func TestRegressTruncateThenWriteRace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policies.yaml")
+	writeFile(t, path, goodDoc)
+	fp, err := NewFileProvider(path, WatchInterval(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fp.Close()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			doc := goodDoc
+			if i%2 == 1 {
+				doc = goodDoc2
+			}
+			_ = os.WriteFile(path, []byte(doc), 0o644)
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	for i := 0; i < 300; i++ {
+		_ = fp.Reload()
+		if n := attemptsOf(t, fp); n != 2 && n != 5 {
+			t.Fatalf("reload %d: a.b has max_attempts %d", i, n)
+		}
+	}
+}
+
+// scripted is a loopback policy server whose answers a test scripts per
+// request; it counts requests and records each If-None-Match it gets.
+type scripted struct {
+	mu     sync.Mutex
+	answer func(w http.ResponseWriter, r *http.Request)
+	inm    []string
+	n      atomic.Int32
+}
+
+func (s *scripted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.n.Add(1)
+	s.mu.Lock()
+	s.inm = append(s.inm, r.Header.Get("If-None-Match"))
+	answer := s.answer
+	s.mu.Unlock()
+	answer(w, r)
+}
+
+func (s *scripted) set(f func(w http.ResponseWriter, r *http.Request)) {
+	s.mu.Lock()
+	s.answer = f
+	s.mu.Unlock()
+}
+
+func etagOf(doc string) string { return fmt.Sprintf(`"%x"`, sha256.Sum256([]byte(doc))) }
+
+// serveDoc answers doc with its ETag, or 304 when the request names it.
+func serveDoc(doc string) func(http.ResponseWriter, *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) {
+		etag := etagOf(doc)
+		if r.Header.Get("If-None-Match") == etag {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("ETag", etag)
+		_, _ = io.WriteString(w, doc)
+	}
+}
+
+func serveStatus(code int) func(http.ResponseWriter, *http.Request) {
+	return func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "policy store says no", code) }
+}
+
+func newScripted(t *testing.T, answer func(http.ResponseWriter, *http.Request)) (*scripted, *httptest.Server) {
+	t.Helper()
+	s := &scripted{answer: answer}
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	return s, srv
+}
+
+// Item 17: an empty or comment-only remote body is an error.
+func TestRegressEmptyRemoteBodyKeepsTheLastGoodSet(t *testing.T) {
+	s, srv := newScripted(t, serveDoc(goodDoc))
+	rp, err := NewRemoteProvider(srv.URL, WatchInterval(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rp.Close()
+	for _, body := range []string{"", "# maintenance\n"} {
+		s.set(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, body) })
+		if err := rp.Reload(); err == nil {
+			t.Errorf("an empty body %q loaded", body)
+		}
+		if attemptsOf(t, rp) != 2 || !strings.Contains(rp.Source(), "stale") {
+			t.Fatalf("body %q: source %q", body, rp.Source())
+		}
+	}
+	if _, err := NewRemoteProvider(srv.URL, WatchInterval(0)); err == nil {
+		t.Fatal("a provider was built from an empty body")
+	}
+}
+
+// Item 18: a 304 (unchanged since the last good set) after failed polls
+// clears the error, and observers hear of the recovery.
+func TestRegress304AfterAFailureClearsTheError(t *testing.T) {
+	s, srv := newScripted(t, serveDoc(goodDoc))
+	obs := &reloads{}
+	rp, err := NewRemoteProvider(srv.URL+"/p.yaml", WatchInterval(0), ReloadObserver(obs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rp.Close()
+	for _, bad := range []func(http.ResponseWriter, *http.Request){
+		serveStatus(http.StatusServiceUnavailable),
+		serveDoc("policies:\n  a.b: {retry: {jitter: sideways}}\n"), // a bad set with its own ETag
+	} {
+		s.set(bad)
+		if err := rp.Reload(); err == nil || rp.Err() == nil {
+			t.Fatal("a failed poll reported success")
+		}
+		s.set(serveDoc(goodDoc)) // back to the last good set: the server answers 304
+		v := rp.Version()
+		if err := rp.Reload(); err != nil || rp.Err() != nil || strings.Contains(rp.Source(), "stale") {
+			t.Fatalf("after the 304: err %v, Err %v, source %q", err, rp.Err(), rp.Source())
+		}
+		if rp.Version() == v {
+			t.Fatal("recovery did not change the version (timelines would keep saying stale)")
+		}
+		if evs := obs.events(); evs[len(evs)-1].Err != nil {
+			t.Fatalf("recovery reported as %v", evs[len(evs)-1].Err)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, inm := range s.inm[1:] {
+		if inm != etagOf(goodDoc) {
+			t.Fatalf("request %d sent If-None-Match %q, want the last good set's ETag", i+1, inm)
+		}
+	}
+	if attemptsOf(t, rp) != 2 {
+		t.Fatal("lost the set")
+	}
+}
+
+// Item 19: a 304 on the first fetch (or to a request that named no ETag)
+// is not a policy set.
+func TestRegress304WithoutAGoodSet(t *testing.T) {
+	_, srv := newScripted(t, serveStatus(http.StatusNotModified))
+	var rp *RemoteProvider
+	var err error
+	noPanic(t, "NewRemoteProvider", func() { rp, err = NewRemoteProvider(srv.URL, WatchInterval(0)) })
+	if err == nil {
+		noPanic(t, "Policy", func() { _, _ = rp.Policy(context.Background(), ParseKey("a.b")) })
+		rp.Close()
+		t.Fatal("NewRemoteProvider accepted a 304 as its first set")
+	}
+	if !strings.Contains(err.Error(), "304") {
+		t.Fatalf("err = %v, want it to name the 304", err)
+	}
+
+	// A server that sends no ETag and then answers 304 anyway: the set
+	// it stands for is unknown, so it is an error.
+	s, srv2 := newScripted(t, func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, goodDoc) })
+	rp, err = NewRemoteProvider(srv2.URL, WatchInterval(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rp.Close()
+	s.set(serveStatus(http.StatusNotModified))
+	if err := rp.Reload(); err == nil || !strings.Contains(err.Error(), "304") {
+		t.Fatalf("unconditional 304: err %v", err)
+	}
+}
+
+// Nil everywhere: the zero providers and a nil context give errors.
+func TestRegressNilContextAndZeroProviders(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.yaml")
+	writeFile(t, path, goodDoc)
+	fp, err := NewFileProvider(path, WatchInterval(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fp.Close()
+	var nilCtx context.Context // a nil context is the point
+	for _, p := range []Provider{fp, NewStaticProvider(New("a.b")), &FileProvider{}, &RemoteProvider{}} {
+		noPanic(t, fmt.Sprintf("%T.Policy(nil)", p), func() {
+			_, err := p.Policy(nilCtx, ParseKey("a.b"))
+			if err == nil || !strings.Contains(err.Error(), "nil context") {
+				t.Errorf("%T.Policy(nil, a.b) err = %v", p, err)
+			}
+		})
+	}
+	for _, p := range []interface {
+		Provider
+		Reload() error
+		Close() error
+		Set() *PolicySet
+		Source() string
+	}{&FileProvider{}, &RemoteProvider{}} {
+		noPanic(t, fmt.Sprintf("zero %T", p), func() {
+			if _, err := p.Policy(context.Background(), ParseKey("a.b")); err == nil {
+				t.Errorf("zero %T served a policy", p)
+			}
+			if err := p.Reload(); err == nil {
+				t.Errorf("zero %T reloaded", p)
+			}
+			_ = p.Set()
+			_ = p.Source()
+			_ = p.Close()
+		})
+	}
+	noPanic(t, "nil options", func() {
+		p, err := NewFileProvider(path, nil, WatchInterval(0), WatchClock(nil), ReloadObserver(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Close()
+	})
+}
+
+// hangingBody answers the first request with goodDoc, then sends the
+// headers and part of a body of later ones and hangs until the client
+// goes away (or release is closed); hung receives each hang.
+func hangingBody(release <-chan struct{}, hung chan<- struct{}) func(http.ResponseWriter, *http.Request) {
+	var n atomic.Int32
+	return func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			_, _ = io.WriteString(w, goodDoc)
+			return
+		}
+		w.Header().Set("Content-Length", "1000")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, "policies:\n")
+		w.(http.Flusher).Flush()
+		select {
+		case hung <- struct{}{}:
+		default:
+		}
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}
+}
+
+// Item 20: Close returns promptly while a poll is stuck in a slow body,
+// even with a user client that has no timeout.
+func TestRegressCloseWhileAPollHangs(t *testing.T) {
+	release, hung := make(chan struct{}), make(chan struct{}, 1)
+	defer close(release)
+	_, srv := newScripted(t, hangingBody(release, hung))
+	f := clock.NewFake(time.Unix(0, 0))
+	rp, err := NewRemoteProvider(srv.URL, WatchInterval(time.Second), WatchClock(f), WithHTTPClient(&http.Client{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.BlockUntil(1)
+	f.Advance(time.Second)
+	<-hung // the poll is stuck in the body
+	closed := make(chan struct{})
+	start := time.Now()
+	go func() { rp.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(3 * time.Second):
+		release <- struct{}{} // unstick it so the test can end
+		<-closed
+		t.Fatal("Close waited for a hung poll")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Close took %v", d)
+	}
+	// Close's cancellation is not a failure of the source.
+	if rp.Err() != nil || attemptsOf(t, rp) != 2 {
+		t.Fatalf("after Close: Err %v", rp.Err())
+	}
+	if err := rp.Reload(); err == nil {
+		t.Fatal("Reload after Close fetched")
+	}
+}
+
+// Item 20: every fetch has a timeout, whatever client the user passed.
+func TestRegressFetchTimeout(t *testing.T) {
+	release, hung := make(chan struct{}), make(chan struct{}, 1)
+	defer close(release)
+	_, srv := newScripted(t, hangingBody(release, hung))
+	rp, err := NewRemoteProvider(srv.URL, WatchInterval(0), WithHTTPClient(&http.Client{}), FetchTimeout(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rp.Close()
+	done := make(chan error, 1)
+	go func() { done <- rp.Reload() }()
+	select {
+	case err := <-done:
+		if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want a deadline error", err)
+		}
+	case <-time.After(3 * time.Second):
+		release <- struct{}{}
+		<-done
+		t.Fatal("a fetch ran past its timeout")
+	}
+	if attemptsOf(t, rp) != 2 || !strings.Contains(rp.Source(), "stale") {
+		t.Fatalf("source %q", rp.Source())
+	}
+}
+
+// Item 21: no redirect to another host unless allowed; same-host ones are
+// followed; the user's client is not modified and its CheckRedirect runs.
+func TestRegressRedirects(t *testing.T) {
+	_, other := newScripted(t, serveDoc(goodDoc))
+	// Another host for the same loopback server: "localhost" for "127.0.0.1".
+	otherURL := strings.Replace(other.URL, "127.0.0.1", "localhost", 1)
+	_, srv := newScripted(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/same":
+			http.Redirect(w, r, "/policies", http.StatusFound)
+		case "/elsewhere":
+			http.Redirect(w, r, otherURL+"/policies", http.StatusFound)
+		case "/loop":
+			http.Redirect(w, r, "/loop", http.StatusFound)
+		default:
+			serveDoc(goodDoc)(w, r)
+		}
+	})
+	if _, err := NewRemoteProvider(srv.URL+"/elsewhere", WatchInterval(0)); err == nil || !strings.Contains(err.Error(), otherURL) {
+		t.Fatalf("cross-host redirect: err %v, want it refused naming %s", err, otherURL)
+	}
+	var checked atomic.Int32
+	userCheck := func(*http.Request, []*http.Request) error { checked.Add(1); return nil }
+	client := &http.Client{CheckRedirect: userCheck}
+	rp, err := NewRemoteProvider(srv.URL+"/elsewhere", WatchInterval(0), WithHTTPClient(client))
+	if err == nil {
+		rp.Close()
+		t.Fatal("cross-host redirect followed with a user client")
+	}
+	rp, err = NewRemoteProvider(srv.URL+"/same", WatchInterval(0), WithHTTPClient(client))
+	if err != nil {
+		t.Fatalf("same-host redirect: %v", err)
+	}
+	rp.Close()
+	if checked.Load() != 1 {
+		t.Fatalf("the user's CheckRedirect ran %d times, want 1", checked.Load())
+	}
+	if fmt.Sprintf("%p", client.CheckRedirect) != fmt.Sprintf("%p", userCheck) || client.Timeout != 0 {
+		t.Fatal("the user's client was modified")
+	}
+	rp, err = NewRemoteProvider(srv.URL+"/elsewhere", WatchInterval(0), AllowRedirectsToOtherHosts())
+	if err != nil {
+		t.Fatalf("allowed cross-host redirect: %v", err)
+	}
+	rp.Close()
+	if _, err := NewRemoteProvider(srv.URL+"/loop", WatchInterval(0)); err == nil || !strings.Contains(err.Error(), "redirects") {
+		t.Fatalf("redirect loop: err %v", err)
+	}
+}
+
+// Item 22: files have the remote provider's size cap, named in the error.
+func TestRegressFileSizeCap(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big.yaml")
+	writeFile(t, big, goodDoc+"# "+strings.Repeat("x", DefaultMaxPolicyBytes)+"\n")
+	size := strconv.Itoa(len(goodDoc) + 2 + DefaultMaxPolicyBytes + 1)
+	if _, err := NewFileProvider(big, WatchInterval(0)); err == nil || !strings.Contains(err.Error(), size) || !strings.Contains(err.Error(), strconv.Itoa(DefaultMaxPolicyBytes)) {
+		t.Fatalf("err = %v, want it to name the size %s and the cap", err, size)
+	}
+	small := filepath.Join(dir, "small.yaml")
+	writeFile(t, small, goodDoc)
+	fp, err := NewFileProvider(small, WatchInterval(0), MaxPolicyBytes(int64(len(goodDoc))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fp.Close()
+	writeFile(t, small, goodDoc2+"# padding\n")
+	if err := fp.Reload(); err == nil || !strings.Contains(err.Error(), strconv.Itoa(len(goodDoc))) {
+		t.Fatalf("grown file: err %v", err)
+	}
+	if attemptsOf(t, fp) != 2 {
+		t.Fatal("an oversized file replaced the set")
+	}
+}
+
+// Item 22: remote bodies over the cap name their size when it is known.
+func TestRegressRemoteSizeCapNamesTheSize(t *testing.T) {
+	body := goodDoc + "# " + strings.Repeat("x", 5000) + "\n"
+	s, srv := newScripted(t, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		_, _ = io.WriteString(w, body)
+	})
+	if _, err := NewRemoteProvider(srv.URL, WatchInterval(0), MaxPolicyBytes(1000)); err == nil ||
+		!strings.Contains(err.Error(), strconv.Itoa(len(body))) || !strings.Contains(err.Error(), "1000") {
+		t.Fatalf("err = %v", err)
+	}
+	// Chunked, the size is unknown: the error names the cap.
+	s.set(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, body[:800])
+		w.(http.Flusher).Flush()
+		_, _ = io.WriteString(w, body[800:])
+	})
+	if _, err := NewRemoteProvider(srv.URL, WatchInterval(0), MaxPolicyBytes(1000)); err == nil || !strings.Contains(err.Error(), "more than 1000 bytes") {
+		t.Fatalf("chunked: err = %v", err)
+	}
+}
+
+// Item 22: duplicate JSON keys are rejected at any depth, as YAML's are.
+func TestRegressDuplicateKeys(t *testing.T) {
+	cases := []struct {
+		doc    string
+		format Format
+		dup    string
+	}{
+		{`{"policies": {"a.b": {"retry": {"max_attempts": 2}}, "a.b": {"retry": {"max_attempts": 9}}}}`, JSON, `"a.b"`},
+		{`{"policies": {"a.b": {"retry": {"max_attempts": 2, "max_attempts": 9}}}}`, JSON, `"max_attempts"`},
+		{`{"policies": {"a.b": {}}, "policies": {"c.d": {}}}`, JSON, `"policies"`},
+		{`{"default": {"retry": {}, "retry": {}}, "policies": {"a.b": {}}}`, JSON, `"retry"`},
+		{`{"policies": {"a.b": {"id": "x", "unknown": {"k": 1, "k": 2}}}}`, JSON, `"k"`},
+		{"policies:\n  a.b: {retry: {max_attempts: 2}}\n  a.b: {retry: {max_attempts: 9}}\n", YAML, `"a.b"`},
+		{"policies:\n  a.b: {retry: {max_attempts: 2, max_attempts: 9}}\n", YAML, `"max_attempts"`},
+		// Two spellings of one key: ParseKey("x") == ParseKey(".x").
+		{"policies:\n  x: {}\n  .x: {}\n", YAML, `"x"`},
+	}
+	for _, c := range cases {
+		_, err := Parse([]byte(c.doc), c.format)
+		if err == nil || !strings.Contains(err.Error(), c.dup) || !strings.Contains(strings.ToLower(err.Error()), "already") &&
+			!strings.Contains(err.Error(), "duplicate") {
+			t.Errorf("Parse(%s) err = %v, want it to name the duplicate %s", c.doc, err, c.dup)
+		}
+	}
+}
