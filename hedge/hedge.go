@@ -2,7 +2,7 @@ package hedge
 
 import (
 	"context"
-	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,11 +22,23 @@ func MaxHedges(n int) Option { return func(h *hedger) { h.maxHedges = n } }
 // WithClock sets the clock hedge timers run on (default clock.Real).
 func WithClock(c clock.Clock) Option { return func(h *hedger) { h.clock = clock.Or(c) } }
 
+// RecoverPanics makes a panic on a hedge's goroutine — in the operation,
+// an observer callback or anything else the hedged try runs — end the
+// attempt with a *middleware.PanicError (component "hedge") for key
+// instead of being raised again on the caller's goroutine, the default.
+// Either way the other tries are cancelled and awaited first, and the
+// panic never goes unreported.
+func RecoverPanics(key string) Option {
+	return func(h *hedger) { h.recover, h.key = true, key }
+}
+
 type hedger struct {
 	trigger   Trigger
 	observer  LatencyObserver // trigger, if it learns from latencies
 	maxHedges int
 	clock     clock.Clock
+	recover   bool      // hedge panics become *middleware.PanicError
+	key       string    // for those errors
 	groups    sync.Pool // *group, with its timer, reused across attempts
 }
 
@@ -48,7 +60,7 @@ func New(trigger Trigger, opts ...Option) endpoint.Middleware {
 	}
 }
 
-func (h *hedger) run(ctx context.Context, req any, next endpoint.Endpoint) (any, error) {
+func (h *hedger) run(ctx context.Context, req any, next endpoint.Endpoint) (resp any, err error) {
 	info, _ := endpoint.AttemptFromContext(ctx)
 	delay, ok := h.trigger.Delay()
 	if !ok || h.maxHedges < 1 || info.Breaker != endpoint.BreakerClosed || info.IsHedge() || !endpoint.HedgingAllowed(ctx) {
@@ -58,6 +70,13 @@ func (h *hedger) run(ctx context.Context, req any, next endpoint.Endpoint) (any,
 		info.Attempt = 1
 	}
 	g := h.group()
+	outer := ctx
+	if rec := timeline.RecorderFromContext(ctx); rec != nil {
+		// The tries' records wait for the race to end, so that what
+		// observers are told is what the timeline keeps.
+		g.held = rec.Hold()
+		ctx = timeline.ContextWithRecorder(ctx, g.held)
+	}
 	g.ctx, g.req, g.next, g.info, g.delay = ctx, req, next, info, delay
 	pctx := lazyctx.WithCancel(ctx)
 	g.tries = append(g.tries, pctx)
@@ -67,8 +86,15 @@ func (h *hedger) run(ctx context.Context, req any, next endpoint.Endpoint) (any,
 	g.mu.Lock() // fire may run before the timer call returns
 	g.arm()
 	g.mu.Unlock()
-	resp, err := next(pctx, req)
-	return g.primaryDone(resp, err)
+	returned := false
+	defer func() {
+		if !returned { // the primary try panicked: let no hedge outlive it
+			g.abandon()
+		}
+	}()
+	resp, err = next(pctx, req)
+	returned = true
+	return g.primaryDone(outer, pctx, resp, err)
 }
 
 // group returns a race to run, from the pool when one is free.
@@ -88,7 +114,9 @@ func (h *hedger) release(g *group) {
 		g.tries[i] = nil
 	}
 	g.tries = g.tries[:0]
+	g.late = g.late[:0]
 	g.ctx, g.req, g.next, g.resp, g.err, g.lastResp, g.lastErr = nil, nil, nil, nil, nil, nil, nil
+	g.held, g.panic = nil, nil
 	g.spawned, g.running, g.winner, g.lastIdx = 0, 0, 0, 0
 	g.closed, g.decided, g.hasLast = false, false, false
 	select {
@@ -123,6 +151,10 @@ func (h *hedger) observe(ctx context.Context, start time.Time, resp any, err err
 }
 
 // group is one attempt's race between its primary try and its hedges.
+//
+// No code of the user's (operations, observers, responses' Discard and
+// AdoptCancel, triggers) runs while mu is held, so that a panic in it
+// cannot leave the race locked.
 type group struct {
 	h     *hedger
 	ctx   context.Context
@@ -130,8 +162,9 @@ type group struct {
 	next  endpoint.Endpoint
 	info  endpoint.AttemptInfo
 	delay time.Duration
-	start time.Time     // set only when the trigger learns latencies
-	wake  chan struct{} // a hedge finished
+	start time.Time          // set only when the trigger learns latencies
+	wake  chan struct{}      // a hedge finished
+	held  *timeline.Recorder // holds the tries' records while recorded
 
 	// wg counts the armed timer and the hedges running in timer goroutines.
 	wg sync.WaitGroup
@@ -140,6 +173,7 @@ type group struct {
 	timer    clock.Timer    // kept with the pooled group and re-armed
 	fireFn   func()         // g.fire, made once
 	tries    []*lazyctx.Ctx // each try's context; [0] is the primary's
+	late     []int          // tries that ended after the race was decided
 	spawned  int            // hedges started
 	running  int            // hedges not yet finished
 	closed   bool           // no more hedges may start
@@ -151,6 +185,14 @@ type group struct {
 	lastResp any
 	lastErr  error
 	hasLast  bool
+	panic    *tryPanic // the first panic on a hedge's goroutine
+}
+
+// tryPanic is a panic caught on a hedge's goroutine, to be handed to the
+// caller's.
+type tryPanic struct {
+	value any
+	err   error // the *middleware.PanicError, under RecoverPanics
 }
 
 // arm starts the timer for the next hedge; g.mu is held.
@@ -165,6 +207,7 @@ func (g *group) arm() {
 
 // fire runs in the timer's goroutine: it starts hedge number spawned+1,
 // arms the timer for the next one if allowed, and runs the hedged try.
+// A panic on this goroutine ends the race and is handed to the caller's.
 func (g *group) fire() {
 	defer g.wg.Done()
 	g.mu.Lock()
@@ -182,71 +225,133 @@ func (g *group) fire() {
 	}
 	g.mu.Unlock()
 
-	now := g.h.clock.Now()
+	counted := false // running has been decremented for this try
+	defer func() {
+		if r := recover(); r != nil {
+			g.panicked(idx, r, !counted)
+		}
+	}()
+	var now time.Time
+	if g.h.observer != nil {
+		now = g.h.clock.Now()
+	}
 	timeline.RecorderFromContext(g.ctx).Hedge(g.ctx, timeline.HedgeEvent{
 		Attempt: g.info.Attempt, HedgeIndex: idx, After: time.Duration(idx) * g.delay, Trigger: g.h.trigger.Name(),
 	})
 	info := g.info
 	info.HedgeIndex = idx
 	resp, err := g.next(endpoint.WithAttempt(hctx, info), g.req)
+	if hctx.Err() == nil { // not cut short by another try's win
+		g.h.observe(hctx, now, resp, err)
+	}
 
+	var drop any
 	g.mu.Lock()
 	g.running--
+	counted = true
 	if g.decided {
-		endpoint.Discard(resp) // lost the race
+		drop = resp // lost the race
+		g.late = append(g.late, idx)
 	} else {
-		g.h.observe(hctx, now, resp, err)
-		g.consider(idx, resp, err)
+		drop = g.consider(idx, resp, err)
 	}
 	g.mu.Unlock()
+	endpoint.Discard(drop)
+	g.notify()
+}
+
+// notify wakes primaryDone if it waits for hedges.
+func (g *group) notify() {
 	select {
 	case g.wake <- struct{}{}:
 	default:
 	}
 }
 
-// consider takes try idx's result into account; g.mu is held.
-func (g *group) consider(idx int, resp any, err error) {
+// panicked records that hedge idx panicked with v, ends the race and
+// cancels every try. running says whether the try still counts as running.
+func (g *group) panicked(idx int, v any, running bool) {
+	p := &tryPanic{value: v}
+	if g.h.recover {
+		p.err = middleware.NewPanicError("hedge", g.h.key, v)
+	}
+	var drop any
+	g.mu.Lock()
+	if running {
+		g.running--
+	}
+	if g.panic == nil {
+		g.panic = p
+	}
+	if !g.decided {
+		drop = g.decide(idx, nil, p.err)
+	}
+	for _, c := range g.tries {
+		c.Cancel()
+	}
+	g.mu.Unlock()
+	g.notify()
+	func() {
+		defer func() { _ = recover() }() // already reporting a panic
+		endpoint.Discard(drop)
+	}()
+}
+
+// consider takes try idx's result into account and returns a response
+// to discard; g.mu is held.
+func (g *group) consider(idx int, resp any, err error) (drop any) {
 	if err == nil {
-		g.decide(idx, resp, nil)
-		return
+		return g.decide(idx, resp, nil)
 	}
 	v := middleware.VerdictOf(g.ctx, resp, err)
 	switch {
 	case v.Outcome == timeline.OutcomeSuccess:
-		g.decide(idx, resp, err)
+		return g.decide(idx, resp, err)
 	case v.Outcome == timeline.OutcomeAbort && v.Reason == timeline.ReasonBudgetDenied && idx > 0:
 		// A refused hedge never ran: the race goes on without it.
+		return resp
 	case v.Outcome == timeline.OutcomeRetryable:
-		endpoint.Discard(g.lastResp)
+		if g.hasLast {
+			drop = g.lastResp
+		}
 		g.lastIdx, g.lastResp, g.lastErr, g.hasLast = idx, resp, err, true
+		return drop
 	default: // non-retryable, abort: the race is over
-		g.decide(idx, resp, err)
+		return g.decide(idx, resp, err)
 	}
 }
 
-func (g *group) decide(idx int, resp any, err error) {
+// decide ends the race with try idx's result, cancels the other tries and
+// returns a response to discard; g.mu is held.
+func (g *group) decide(idx int, resp any, err error) (drop any) {
 	if g.hasLast && g.lastIdx != idx {
-		endpoint.Discard(g.lastResp)
+		drop = g.lastResp
 	}
+	g.hasLast, g.lastResp, g.lastErr = false, nil, nil
 	g.decided, g.winner, g.resp, g.err = true, idx, resp, err
 	for i, c := range g.tries {
 		if i != idx {
 			c.Cancel()
 		}
 	}
+	return drop
 }
 
 // primaryDone runs on the caller's goroutine once the primary try has
-// returned: it settles the race, cancels and awaits every other try, and
-// returns the attempt's result.
-func (g *group) primaryDone(resp any, err error) (any, error) {
+// returned: it settles the race, cancels and awaits every other try,
+// releases the race's records to the call's timeline and returns the
+// attempt's result — or raises a hedge's panic on the caller's goroutine.
+func (g *group) primaryDone(outer context.Context, pctx *lazyctx.Ctx, resp any, err error) (any, error) {
+	if pctx.Err() == nil { // not cut short by a hedge's win
+		g.h.observe(g.ctx, g.start, resp, err)
+	}
+	var drops [2]any
 	g.mu.Lock()
 	if g.decided {
-		endpoint.Discard(resp) // a hedge won while the primary ran
+		drops[0] = resp // a hedge won while the primary ran
+		g.late = append(g.late, 0)
 	} else {
-		g.h.observe(g.ctx, g.start, resp, err)
-		g.consider(0, resp, err)
+		drops[0] = g.consider(0, resp, err)
 	}
 	g.closed = true
 	if g.timer.Stop() {
@@ -259,50 +364,106 @@ func (g *group) primaryDone(resp any, err error) (any, error) {
 	}
 	if !g.decided {
 		if g.hasLast {
-			g.decide(g.lastIdx, g.lastResp, g.lastErr)
+			drops[1] = g.decide(g.lastIdx, g.lastResp, g.lastErr)
 		} else {
-			g.decide(0, resp, err)
+			drops[1] = g.decide(0, resp, err)
 		}
 	}
-	for i, c := range g.tries {
-		if i == g.winner && g.err == nil {
+	// No try starts once closed: tries is read below without the lock.
+	tries, winner := g.tries, g.winner
+	g.mu.Unlock()
+
+	for _, d := range drops {
+		endpoint.Discard(d)
+	}
+	g.mu.Lock() // a hedge may have panicked since
+	hand := g.panic == nil && g.err == nil
+	g.mu.Unlock()
+	for i, c := range tries {
+		if i == winner && hand {
 			c.HandTo(g.resp) // the winner's body may still be read
 			continue
 		}
 		c.Cancel()
 	}
-	spawned, winner, won := g.spawned, g.winner, g.err == nil || isSuccess(g.ctx, g.resp, g.err)
-	resp, err = g.resp, g.err
-	ctx, attempt := g.ctx, g.info.Attempt
-	g.mu.Unlock()
-	g.wg.Wait()
-	g.h.release(g)
+	g.wg.Wait() // every hedge has returned: the fields are ours
 
-	if spawned > 0 {
-		markRace(ctx, attempt, spawned, winner, won)
+	resp, err, p := g.resp, g.err, g.panic
+	if p != nil {
+		endpoint.Discard(resp) // a panic outranks any result
+		resp, err = nil, p.err
+	}
+	if g.held != nil {
+		var label func(*timeline.AttemptRecord)
+		if g.spawned > 0 {
+			label = raceLabels(winner, g.late, p == nil && (err == nil || isSuccess(g.ctx, resp, err)))
+		}
+		if perr := g.releaseRecords(outer, label); perr != nil && p == nil {
+			endpoint.Discard(resp)
+			resp, err = nil, perr
+		}
+	}
+	g.h.release(g)
+	if p != nil && p.err == nil {
+		panic(p.value)
 	}
 	return resp, err
+}
+
+// releaseRecords hands the race's records to the call's timeline and
+// observer. Under RecoverPanics an observer's panic becomes the returned
+// *middleware.PanicError (component "observer").
+func (g *group) releaseRecords(ctx context.Context, label func(*timeline.AttemptRecord)) (perr error) {
+	if g.h.recover {
+		defer func() {
+			if r := recover(); r != nil {
+				perr = middleware.NewPanicError("observer", g.h.key, r)
+			}
+		}()
+	}
+	g.held.Release(ctx, label)
+	return nil
+}
+
+// abandon ends a race whose primary try panicked: every other try is
+// cancelled and awaited, and what they produced is dropped. The group is
+// not reused.
+func (g *group) abandon() {
+	g.mu.Lock()
+	g.closed = true
+	drops := [2]any{g.resp, g.lastResp}
+	if !g.decided {
+		g.decided, g.winner = true, -1
+	}
+	if g.timer.Stop() {
+		g.wg.Done()
+	}
+	tries := g.tries
+	g.mu.Unlock()
+	for _, c := range tries {
+		c.Cancel()
+	}
+	g.wg.Wait()
+	defer func() { _ = recover() }() // the primary's panic is the one reported
+	for _, d := range drops {
+		endpoint.Discard(d)
+	}
 }
 
 func isSuccess(ctx context.Context, resp any, err error) bool {
 	return middleware.VerdictOf(ctx, resp, err).Outcome == timeline.OutcomeSuccess
 }
 
-// markRace labels the records of a race that spawned hedges: the winner
-// "hedge_won", the tries cut short by its win "hedge_lost".
-func markRace(ctx context.Context, attempt, spawned, winner int, won bool) {
-	rec := timeline.RecorderFromContext(ctx)
-	if rec == nil {
-		return
-	}
-	for i := 0; i <= spawned; i++ {
-		rec.Update(attempt, i, func(a *timeline.AttemptRecord) {
-			switch {
-			case won && i == winner:
-				a.Reason = timeline.ReasonHedgeWon
-			case won && (a.Reason == timeline.ReasonCanceled || errors.Is(a.Err, context.Canceled)):
-				a.Reason = timeline.ReasonHedgeLost
-			}
-		})
+// raceLabels returns the relabelling of a race that spawned hedges: the
+// winner "hedge_won" when it succeeded, the tries whose results came
+// after the race was decided (cut short or simply too late) "hedge_lost".
+func raceLabels(winner int, late []int, won bool) func(*timeline.AttemptRecord) {
+	return func(a *timeline.AttemptRecord) {
+		switch {
+		case a.HedgeIndex == winner && won:
+			a.Reason = timeline.ReasonHedgeWon
+		case a.Reason != timeline.ReasonBudgetDenied && slices.Contains(late, a.HedgeIndex):
+			a.Reason = timeline.ReasonHedgeLost
+		}
 	}
 }

@@ -11,8 +11,9 @@ import (
 // with RecorderFromContext and add records. A nil *Recorder is valid and
 // records nothing, so callers need not check.
 type Recorder struct {
-	obs Observer
-	now func() time.Time
+	obs    Observer
+	now    func() time.Time
+	parent *Recorder // set on a recorder made by Hold
 
 	mu sync.Mutex
 	tl Timeline
@@ -85,7 +86,53 @@ func (r *Recorder) Attempt(ctx context.Context, rec AttemptRecord) {
 	r.mu.Lock()
 	r.tl.Attempts = append(r.tl.Attempts, rec)
 	r.mu.Unlock()
+	if r.parent != nil {
+		return // held until Release
+	}
 	r.obs.OnAttempt(ctx, r.tl.Key, rec)
+}
+
+// Hold returns a recorder for tries whose records are not final when they
+// end: the hedge decorator gives it to the tries of a race, whose reasons
+// ("hedge_won", "hedge_lost") are known only once the race is over. Its
+// Attempt keeps records to itself, neither in r's timeline nor reported to
+// the observer, until Release; its other events go to r's observer as they
+// happen. Hold on a nil recorder returns nil.
+func (r *Recorder) Hold() *Recorder {
+	if r == nil {
+		return nil
+	}
+	return &Recorder{obs: r.obs, now: r.now, parent: r, tl: Timeline{Key: r.tl.Key}}
+}
+
+// Release passes the records held by a recorder from Hold to the recorder
+// it was made from, in the order they were made: fn, if not nil, updates
+// each first; all are then added, and then reported, as Attempt does, so
+// the observer sees exactly what the timeline keeps. Release on a recorder not
+// made by Hold does nothing.
+func (r *Recorder) Release(ctx context.Context, fn func(*AttemptRecord)) {
+	if r == nil || r.parent == nil {
+		return
+	}
+	r.mu.Lock()
+	held := r.tl.Attempts
+	r.tl.Attempts = nil
+	r.mu.Unlock()
+	for i := range held {
+		if fn != nil {
+			fn(&held[i])
+		}
+		held[i].Hedge = held[i].HedgeIndex > 0
+	}
+	p := r.parent
+	p.mu.Lock()
+	p.tl.Attempts = append(p.tl.Attempts, held...)
+	p.mu.Unlock()
+	for _, rec := range held {
+		if p.parent == nil {
+			p.obs.OnAttempt(ctx, p.tl.Key, rec)
+		}
+	}
 }
 
 // Update applies fn to the most recent record of the given attempt and
@@ -127,6 +174,10 @@ func (r *Recorder) SetAttribute(name, value string) {
 	if r == nil {
 		return
 	}
+	if r.parent != nil {
+		r.parent.SetAttribute(name, value)
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.tl.Attributes == nil {
@@ -138,6 +189,10 @@ func (r *Recorder) SetAttribute(name, value string) {
 // SetPolicyID sets the timeline's PolicyID.
 func (r *Recorder) SetPolicyID(id string) {
 	if r == nil {
+		return
+	}
+	if r.parent != nil {
+		r.parent.SetPolicyID(id)
 		return
 	}
 	r.mu.Lock()

@@ -9,7 +9,9 @@ import (
 
 // NewZerologObserver returns an Observer that logs through l: one event per
 // attempt ("recourse attempt") and one per call ("recourse call"), plus
-// budget refusals, hedges and breaker transitions. Fields: key, attempt,
+// budget refusals, hedges and breaker transitions. A failed attempt is
+// logged at warn level unless a hedge race cut it short by design (reason
+// "hedge_lost"): that is logged at info level. Fields: key, attempt,
 // hedge_index, outcome, reason, duration, error, backoff; per call also
 // attempts and the timeline attributes.
 func NewZerologObserver(l zerolog.Logger) Observer {
@@ -23,8 +25,8 @@ type zerologObserver struct {
 
 func (z zerologObserver) OnAttempt(_ context.Context, key string, rec AttemptRecord) {
 	lvl := zerolog.InfoLevel
-	if rec.Outcome != OutcomeSuccess {
-		lvl = zerolog.WarnLevel
+	if rec.Outcome != OutcomeSuccess && rec.Reason != ReasonHedgeLost {
+		lvl = zerolog.WarnLevel // a hedge's loser was cut short by design
 	}
 	ev := z.l.WithLevel(lvl).
 		Str("event", "attempt").

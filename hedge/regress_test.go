@@ -1,0 +1,248 @@
+package hedge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/recourse-go/recourse/clock"
+	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/middleware"
+	"github.com/recourse-go/recourse/timeline"
+)
+
+// slowPrimary blocks until its try is cancelled; fastHedge answers at once.
+func slowPrimary(ctx context.Context) (any, error) { <-ctx.Done(); return nil, ctx.Err() }
+func fastHedge(context.Context) (any, error)       { return "fast", nil }
+
+// panicky is an observer that panics in the callbacks it is told to.
+type panicky struct {
+	timeline.BaseObserver
+	onAttemptHedge bool // OnAttempt of a hedged try
+	onHedge        bool
+}
+
+func (p *panicky) OnAttempt(_ context.Context, _ string, rec timeline.AttemptRecord) {
+	if p.onAttemptHedge && rec.HedgeIndex > 0 {
+		panic("observer boom")
+	}
+}
+
+func (p *panicky) OnHedge(context.Context, timeline.HedgeEvent) {
+	if p.onHedge {
+		panic("on-hedge boom")
+	}
+}
+
+// race runs ep on its own goroutine, fires the hedge timer once, and
+// returns what the call did: its result, or the value it panicked with.
+func race(t *testing.T, f *clock.Fake, ep endpoint.Endpoint, ctx context.Context) (resp, panicked any, err error) {
+	t.Helper()
+	type result struct {
+		resp     any
+		err      error
+		panicked any
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		defer func() {
+			r.panicked = recover()
+			done <- r
+		}()
+		r.resp, r.err = ep(ctx, nil)
+	}()
+	f.BlockUntil(1)
+	f.Advance(time.Millisecond)
+	select {
+	case r := <-done:
+		return r.resp, r.panicked, r.err
+	case <-time.After(5 * time.Second):
+		t.Fatal("the call did not return")
+	}
+	return nil, nil, nil
+}
+
+func TestRegressObserverPanicOnHedgeGoroutineReachesCaller(t *testing.T) {
+	for _, obs := range []*panicky{{onAttemptHedge: true}, {onHedge: true}} {
+		f := clock.NewFake(time.Unix(0, 0))
+		tr := &tries{byIndex: map[int]func(context.Context) (any, error){0: slowPrimary, 1: fastHedge}}
+		ep := endpoint.Chain(middleware.Observe("k", middleware.WithObserver(obs)), middleware.Retry(middleware.MaxAttempts(1)),
+			New(FixedDelay(time.Millisecond), WithClock(f)), middleware.Classify(nil))(tr.endpoint)
+		_, p, _ := race(t, f, ep, context.Background())
+		if p != "observer boom" && p != "on-hedge boom" {
+			t.Fatalf("%+v: the caller's goroutine panicked with %v, want the observer's panic", *obs, p)
+		}
+	}
+}
+
+func TestRegressOperationPanicOnHedgeGoroutineReachesCaller(t *testing.T) {
+	f := clock.NewFake(time.Unix(0, 0))
+	tr := &tries{byIndex: map[int]func(context.Context) (any, error){
+		0: slowPrimary,
+		1: func(context.Context) (any, error) { panic("op boom") },
+	}}
+	ep := chain(New(FixedDelay(time.Millisecond), WithClock(f)), nil, tr.endpoint)
+	if _, p, _ := race(t, f, ep, context.Background()); p != "op boom" {
+		t.Fatalf("the caller's goroutine panicked with %v, want the operation's panic", p)
+	}
+}
+
+func TestRegressRecoveredHedgePanicIsAPanicError(t *testing.T) {
+	cases := []struct {
+		obs   *panicky
+		op    func(context.Context) (any, error)
+		value string
+	}{
+		{&panicky{onAttemptHedge: true}, fastHedge, "observer boom"},
+		{&panicky{onHedge: true}, fastHedge, "on-hedge boom"},
+		{&panicky{}, func(context.Context) (any, error) { panic("op boom") }, "op boom"},
+	}
+	for _, c := range cases {
+		f := clock.NewFake(time.Unix(0, 0))
+		tr := &tries{byIndex: map[int]func(context.Context) (any, error){0: slowPrimary, 1: c.op}}
+		ep := endpoint.Chain(middleware.Observe("k", middleware.WithObserver(c.obs)),
+			middleware.Retry(middleware.MaxAttempts(3)),
+			New(FixedDelay(time.Millisecond), WithClock(f), RecoverPanics("k")), middleware.Classify(nil))(tr.endpoint)
+		_, p, err := race(t, f, ep, context.Background())
+		if p != nil {
+			t.Fatalf("%s: panicked with %v; with recovery on it must be an error", c.value, p)
+		}
+		var pe *middleware.PanicError
+		if !errors.As(err, &pe) || pe.Value != c.value || pe.Key != "k" || len(pe.Stack) == 0 {
+			t.Fatalf("err = %v, want a *PanicError carrying %q", err, c.value)
+		}
+		if tr.count() > 2 {
+			t.Fatalf("%s: %d tries: a panic is not retried", c.value, tr.count())
+		}
+	}
+}
+
+func TestRegressPrimaryPanicCancelsAndAwaitsHedges(t *testing.T) {
+	f := clock.NewFake(time.Unix(0, 0))
+	hedgeRunning, hedgeEnded := make(chan struct{}), make(chan struct{})
+	tr := &tries{byIndex: map[int]func(context.Context) (any, error){
+		0: func(context.Context) (any, error) { <-hedgeRunning; panic("primary boom") },
+		1: func(ctx context.Context) (any, error) {
+			close(hedgeRunning)
+			<-ctx.Done()
+			close(hedgeEnded)
+			return nil, ctx.Err()
+		},
+	}}
+	ep := chain(New(FixedDelay(time.Millisecond), WithClock(f)), nil, tr.endpoint)
+	if _, p, _ := race(t, f, ep, context.Background()); p != "primary boom" {
+		t.Fatalf("panicked with %v", p)
+	}
+	select {
+	case <-hedgeEnded:
+	default:
+		t.Fatal("the hedge outlived the panicking call: its try was not cancelled and awaited")
+	}
+}
+
+// streamed collects what an observer is told: the records as they are
+// streamed and the final timeline.
+type streamed struct {
+	timeline.BaseObserver
+	mu     sync.Mutex
+	recs   []timeline.AttemptRecord
+	finals []*timeline.Timeline
+}
+
+func (s *streamed) OnAttempt(_ context.Context, _ string, rec timeline.AttemptRecord) {
+	s.mu.Lock()
+	s.recs = append(s.recs, rec)
+	s.mu.Unlock()
+}
+
+func (s *streamed) OnFinish(_ context.Context, tl *timeline.Timeline) {
+	s.mu.Lock()
+	s.finals = append(s.finals, tl)
+	s.mu.Unlock()
+}
+
+func TestRegressStreamedRecordsAgreeWithTheTimeline(t *testing.T) {
+	f := clock.NewFake(time.Unix(0, 0))
+	obs := &streamed{}
+	tr := &tries{byIndex: map[int]func(context.Context) (any, error){0: slowPrimary, 1: fastHedge}}
+	ep := endpoint.Chain(middleware.Observe("k", middleware.WithObserver(obs)), middleware.Retry(middleware.MaxAttempts(1)),
+		New(FixedDelay(time.Millisecond), WithClock(f)), middleware.Classify(nil))(tr.endpoint)
+	if resp, p, err := race(t, f, ep, context.Background()); resp != "fast" || err != nil || p != nil {
+		t.Fatalf("%v %v %v", resp, err, p)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if len(obs.finals) != 1 {
+		t.Fatalf("%d timelines", len(obs.finals))
+	}
+	final := obs.finals[0].Attempts
+	if len(obs.recs) != len(final) || len(final) != 2 {
+		t.Fatalf("streamed %+v\nfinal %+v", obs.recs, final)
+	}
+	for i := range final {
+		s, e := obs.recs[i], final[i]
+		if s.HedgeIndex != e.HedgeIndex || s.Outcome != e.Outcome || s.Reason != e.Reason {
+			t.Errorf("record %d: streamed %d %s/%s, timeline %d %s/%s", i,
+				s.HedgeIndex, s.Outcome, s.Reason, e.HedgeIndex, e.Outcome, e.Reason)
+		}
+		want := timeline.ReasonHedgeLost
+		if e.HedgeIndex == 1 {
+			want = timeline.ReasonHedgeWon
+		}
+		if e.Reason != want {
+			t.Errorf("try %d: reason %s, want %s", e.HedgeIndex, e.Reason, want)
+		}
+	}
+}
+
+func TestRegressZerologDoesNotWarnAboutAHedgeLoser(t *testing.T) {
+	f := clock.NewFake(time.Unix(0, 0))
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	obs := timeline.NewZerologObserver(zerolog.New(lockedWriter{&mu, &buf}))
+	tr := &tries{byIndex: map[int]func(context.Context) (any, error){0: slowPrimary, 1: fastHedge}}
+	ep := endpoint.Chain(middleware.Observe("k", middleware.WithObserver(obs)), middleware.Retry(middleware.MaxAttempts(1)),
+		New(FixedDelay(time.Millisecond), WithClock(f)), middleware.Classify(nil))(tr.endpoint)
+	if resp, p, err := race(t, f, ep, context.Background()); resp != "fast" || err != nil || p != nil {
+		t.Fatalf("%v %v %v", resp, err, p)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var attempts int
+	for _, line := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+		var ev map[string]any
+		if err := json.Unmarshal(line, &ev); err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		if ev["level"] == "warn" || ev["level"] == "error" {
+			t.Errorf("logged at %s: %s", ev["level"], line)
+		}
+		if ev["event"] == "attempt" {
+			attempts++
+			if ev["hedge_index"] == 0.0 && ev["reason"] != timeline.ReasonHedgeLost {
+				t.Errorf("the loser is logged as %s: %s", ev["reason"], line)
+			}
+		}
+	}
+	if attempts != 2 {
+		t.Fatalf("%d attempt events:\n%s", attempts, buf.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
