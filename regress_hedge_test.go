@@ -21,7 +21,7 @@ func hedgedExecutor(f *clock.Fake, opts ...Option) *Executor {
 
 // runHedged calls op on e under key "k" on its own goroutine, fires the
 // hedge, and returns the call's error or the value it panicked with.
-func runHedged(t *testing.T, f *clock.Fake, e *Executor, op func(context.Context) error) (err error, panicked any) {
+func runHedged(t *testing.T, f *clock.Fake, e *Executor, op func(context.Context) error) (panicked any, err error) {
 	t.Helper()
 	type result struct {
 		err      error
@@ -40,7 +40,7 @@ func runHedged(t *testing.T, f *clock.Fake, e *Executor, op func(context.Context
 	f.Advance(time.Millisecond)
 	select {
 	case r := <-done:
-		return r.err, r.panicked
+		return r.panicked, r.err
 	case <-time.After(5 * time.Second):
 		t.Fatal("the call did not return")
 	}
@@ -58,7 +58,7 @@ func hedgePanics(ctx context.Context) error {
 
 func TestRegressHedgePanicWithoutRecoveryReachesTheCaller(t *testing.T) {
 	f := clock.NewFake(time.Unix(0, 0))
-	err, p := runHedged(t, f, hedgedExecutor(f, WithoutPanicRecovery()), hedgePanics)
+	p, err := runHedged(t, f, hedgedExecutor(f, WithoutPanicRecovery()), hedgePanics)
 	if p != "hedge boom" {
 		t.Fatalf("err %v, panicked %v: the hedge's panic must be raised on the caller's goroutine", err, p)
 	}
@@ -66,7 +66,7 @@ func TestRegressHedgePanicWithoutRecoveryReachesTheCaller(t *testing.T) {
 
 func TestRegressHedgePanicWithRecoveryIsAPanicError(t *testing.T) {
 	f := clock.NewFake(time.Unix(0, 0))
-	err, p := runHedged(t, f, hedgedExecutor(f), hedgePanics)
+	p, err := runHedged(t, f, hedgedExecutor(f), hedgePanics)
 	var pe *PanicError
 	if p != nil || !errors.As(err, &pe) || pe.Value != "hedge boom" {
 		t.Fatalf("err %v, panicked %v: want a *PanicError", err, p)
@@ -81,7 +81,7 @@ func (hedgeObserverPanics) OnHedge(context.Context, timeline.HedgeEvent) { panic
 func TestRegressHedgeObserverPanicWithoutRecoveryReachesTheCaller(t *testing.T) {
 	f := clock.NewFake(time.Unix(0, 0))
 	e := hedgedExecutor(f, WithoutPanicRecovery(), WithObserver(hedgeObserverPanics{}))
-	if err, p := runHedged(t, f, e, hedgePanics); p != "observer boom" {
+	if p, err := runHedged(t, f, e, hedgePanics); p != "observer boom" {
 		t.Fatalf("err %v, panicked %v", err, p)
 	}
 }
@@ -94,7 +94,7 @@ func TestRegressHedgeObserverPanicWithRecoveryIsAPanicError(t *testing.T) {
 	t.Skip("needs policy/compile.go to pass hedge.RecoverPanics(key) when recovery is on")
 	f := clock.NewFake(time.Unix(0, 0))
 	e := hedgedExecutor(f, WithObserver(hedgeObserverPanics{}))
-	err, p := runHedged(t, f, e, hedgePanics)
+	p, err := runHedged(t, f, e, hedgePanics)
 	var pe *PanicError
 	if p != nil || !errors.As(err, &pe) || pe.Value != "observer boom" || pe.Key != "k" {
 		t.Fatalf("err %v, panicked %v: want a *PanicError", err, p)
