@@ -1,7 +1,6 @@
 package rhttp
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // ErrBodyTooLarge is returned when a request body without GetBody is too
@@ -18,31 +18,80 @@ var ErrBodyTooLarge = errors.New("rhttp: request body too large to replay across
 // DefaultMaxReplayBody bounds the request body buffered for replay.
 const DefaultMaxReplayBody = 1 << 20
 
-// maxErrorBody bounds the body kept from a failed status.
-const maxErrorBody = 64 << 10
+// A response dropped by the chain (a failed try the retry loop moves past,
+// a hedge that lost) is drained of at most maxDrain bytes, for at most
+// drainTimeout, so that its connection can be reused; a longer or slower
+// body is cut off instead, closing its connection.
+const (
+	maxDrain     = 64 << 10
+	drainTimeout = 50 * time.Millisecond
+)
+
+// errDiscarded is the cause a dropped try's request is cancelled with.
+var errDiscarded = errors.New("rhttp: response discarded")
 
 func hasBody(r *http.Request) bool { return r.Body != nil && r.Body != http.NoBody }
 
-// replayable returns a request whose body can be read once per try: the
-// caller's own if it has GetBody, else a copy over a buffer of its body
-// (read in full and closed here).
-func replayable(req *http.Request, limit int64) (*http.Request, error) {
-	if !hasBody(req) || req.GetBody != nil {
-		return req, nil
+// causeOf returns why ctx ended.
+func causeOf(ctx context.Context) error {
+	if err := context.Cause(ctx); err != nil {
+		return err
 	}
-	data, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
-	req.Body.Close()
-	if err != nil {
-		return nil, fmt.Errorf("rhttp: reading request body: %w", err)
+	return ctx.Err()
+}
+
+// tryContext is the context a try's request is sent under. It carries
+// the values and deadline of the chain's context and ends when that
+// context ends, but only through try, so that a response which outlives
+// the chain's contexts (a final failed status, returned to the caller
+// after the chain cancelled its tries) keeps its body readable.
+type tryContext struct {
+	context.Context // a cancelable context without a deadline
+	deadline        time.Time
+	hasDeadline     bool
+}
+
+// Deadline returns the deadline of the chain's context.
+func (c *tryContext) Deadline() (time.Time, bool) { return c.deadline, c.hasDeadline }
+
+// try owns one try's tryContext.
+type try struct {
+	ctx    tryContext
+	cancel context.CancelCauseFunc
+	stop   func() bool // unlinks ctx from the context it follows
+	timer  *time.Timer // the deadline, once detached
+}
+
+func newTry(parent context.Context) *try {
+	base, cancel := context.WithCancelCause(context.WithoutCancel(parent))
+	tr := &try{cancel: cancel}
+	tr.ctx.Context = base
+	tr.ctx.deadline, tr.ctx.hasDeadline = parent.Deadline()
+	tr.stop = context.AfterFunc(parent, func() { cancel(causeOf(parent)) })
+	return tr
+}
+
+// detach makes the try follow caller (the context of the request passed
+// to RoundTrip) and its deadline instead of the chain's context, which
+// is cancelled when a failed try returns even if its response is handed
+// to the caller. A try whose context already ended stays cancelled.
+func (tr *try) detach(caller context.Context) {
+	if !tr.stop() {
+		return
 	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%w (more than %d bytes; set Request.GetBody or raise MaxReplayBody)", ErrBodyTooLarge, limit)
+	tr.stop = context.AfterFunc(caller, func() { tr.cancel(causeOf(caller)) })
+	if tr.ctx.hasDeadline {
+		tr.timer = time.AfterFunc(time.Until(tr.ctx.deadline), func() { tr.cancel(context.DeadlineExceeded) })
 	}
-	out := *req
-	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
-	out.Body, _ = out.GetBody()
-	out.ContentLength = int64(len(data))
-	return &out, nil
+}
+
+// release ends the try's context and frees what follows it.
+func (tr *try) release() {
+	tr.stop()
+	if tr.timer != nil {
+		tr.timer.Stop()
+	}
+	tr.cancel(context.Canceled)
 }
 
 // response is one try's *http.Response as it travels through the chain.
@@ -51,52 +100,100 @@ func replayable(req *http.Request, limit int64) (*http.Request, error) {
 // (endpoint.CancelAdopter), and reports its status for timelines.
 type response struct {
 	*http.Response
-	body *body
+	body *body // nil when there is no body to read (http.NoBody)
 }
 
-func newResponse(r *http.Response) *response {
-	b := &body{rc: r.Body}
-	r.Body = b
-	return &response{Response: r, body: b}
+// newResponse wraps hr, whose request was sent under tr. A response
+// without a body keeps http.NoBody and releases tr at once; a 101
+// Switching Protocols keeps a writable body.
+func newResponse(hr *http.Response, tr *try) *response {
+	if hr.Body == http.NoBody {
+		tr.release()
+		return &response{Response: hr}
+	}
+	b := &body{rc: hr.Body, try: tr}
+	if rwc, ok := hr.Body.(io.ReadWriteCloser); ok && hr.StatusCode == http.StatusSwitchingProtocols {
+		hr.Body = &upgradeBody{body: b, rwc: rwc}
+	} else {
+		hr.Body = b
+	}
+	return &response{Response: hr, body: b}
 }
 
 // Discard drains a little of the body, so the connection can be reused,
 // and closes it.
 func (r *response) Discard() {
-	_, _ = io.Copy(io.Discard, io.LimitReader(r.body, maxErrorBody))
-	_ = r.body.Close()
+	b := r.body
+	if b == nil {
+		return
+	}
+	if r.StatusCode != http.StatusSwitchingProtocols && r.ContentLength <= maxDrain {
+		cut := time.AfterFunc(drainTimeout, func() { b.try.cancel(errDiscarded) })
+		_, _ = io.CopyN(io.Discard, b, maxDrain+1)
+		cut.Stop()
+	}
+	_ = b.Close()
 }
 
-// AdoptCancel defers cancel until the body is closed.
-func (r *response) AdoptCancel(cancel context.CancelFunc) bool { return r.body.adopt(cancel) }
+// AdoptCancel defers cancel until the body is closed. A response without
+// a body adopts nothing.
+func (r *response) AdoptCancel(cancel context.CancelFunc) bool {
+	if r.body == nil {
+		return false
+	}
+	return r.body.adopt(cancel)
+}
 
 // AttemptStatus returns the status code.
 func (r *response) AttemptStatus() string { return strconv.Itoa(r.StatusCode) }
 
-// bufferBody replaces the body with an in-memory copy of up to
-// maxErrorBody bytes and releases the connection.
-func (r *response) bufferBody() {
-	r.body.mu.Lock()
-	defer r.body.mu.Unlock()
-	data, _ := io.ReadAll(io.LimitReader(r.body.rc, maxErrorBody))
-	_ = r.body.rc.Close()
-	r.body.rc = io.NopCloser(bytes.NewReader(data))
-}
-
-// body wraps a response body: closing it also releases the contexts the
-// response adopted.
+// body wraps a response body: closing it also ends its try's context and
+// releases the contexts the response adopted.
 type body struct {
+	rc  io.ReadCloser
+	try *try
+
+	// Set by peek: closed once the head of the body has been read into
+	// head (then headErr, io.EOF at its end, is the error after it).
+	peeked  chan struct{}
+	head    []byte
+	headErr error
+
 	mu      sync.Mutex
-	rc      io.ReadCloser
 	cancels []context.CancelFunc
 	closed  bool
 }
 
+// peek starts reading the first maxDrain bytes of the body of a failed
+// try that may be retried, in a goroutine that ends with that read, so
+// that a short body is read to its end and its connection goes back to
+// the pool while the retry loop waits, before the next try needs one. The
+// bytes read are kept and read first: the body stays whole.
+func (b *body) peek() {
+	b.peeked = make(chan struct{})
+	go func() {
+		defer close(b.peeked)
+		data, err := io.ReadAll(io.LimitReader(b.rc, maxDrain+1))
+		if err == nil && len(data) <= maxDrain {
+			err = io.EOF
+		}
+		b.head, b.headErr = data, err
+	}()
+}
+
 func (b *body) Read(p []byte) (int, error) {
-	b.mu.Lock()
-	rc := b.rc
-	b.mu.Unlock()
-	return rc.Read(p)
+	if b.peeked != nil {
+		<-b.peeked
+		if len(b.head) > 0 {
+			n := copy(p, b.head)
+			b.head = b.head[n:]
+			return n, nil
+		}
+		if b.headErr != nil {
+			return 0, b.headErr
+		}
+	}
+	return b.rc.Read(p)
 }
 
 func (b *body) Close() error {
@@ -108,9 +205,9 @@ func (b *body) Close() error {
 	b.closed = true
 	cancels := b.cancels
 	b.cancels = nil
-	rc := b.rc
 	b.mu.Unlock()
-	err := rc.Close()
+	err := b.rc.Close()
+	b.try.release()
 	for _, c := range cancels {
 		c()
 	}
@@ -126,4 +223,89 @@ func (b *body) adopt(cancel context.CancelFunc) bool {
 	}
 	b.cancels = append(b.cancels, cancel)
 	return true
+}
+
+// upgradeBody is the body of a 101 Switching Protocols response: like
+// net/http's, it is an io.ReadWriteCloser over the upgraded connection.
+type upgradeBody struct {
+	*body
+	rwc io.ReadWriteCloser
+}
+
+// Write writes to the upgraded connection.
+func (b *upgradeBody) Write(p []byte) (int, error) { return b.rwc.Write(p) }
+
+// CloseWrite shuts down the writing side of the upgraded connection, if
+// it supports that.
+func (b *upgradeBody) CloseWrite() error {
+	if cw, ok := b.rwc.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return fmt.Errorf("CloseWrite: %w", http.ErrNotSupported)
+}
+
+// replayBuffer reads a request body without GetBody once, for every try
+// to replay. The first try to need it starts the read in a goroutine;
+// each try waits for it under its own context, so neither the caller's
+// context nor the policy's deadlines are ignored while a body blocks.
+// RoundTrip closes the body when it returns, which ends a read still
+// blocked in it.
+type replayBuffer struct {
+	src    io.Reader
+	length int64 // the request's ContentLength; ≤ 0 if unknown
+	limit  int64
+
+	once sync.Once
+	done chan struct{}
+	data []byte
+	err  error
+}
+
+// get returns the body, waiting at most until ctx ends.
+func (b *replayBuffer) get(ctx context.Context) ([]byte, error) {
+	b.once.Do(b.start)
+	select {
+	case <-b.done:
+		return b.data, b.err
+	default:
+	}
+	select {
+	case <-b.done:
+		return b.data, b.err
+	case <-ctx.Done():
+		return nil, causeOf(ctx)
+	}
+}
+
+func (b *replayBuffer) start() {
+	b.done = make(chan struct{})
+	if b.length > b.limit {
+		b.err = b.tooLarge()
+		close(b.done)
+		return
+	}
+	go b.fill()
+}
+
+func (b *replayBuffer) fill() {
+	defer close(b.done)
+	n := b.limit + 1
+	if b.length > 0 {
+		n = b.length
+	}
+	data, err := io.ReadAll(io.LimitReader(b.src, n))
+	switch {
+	case err != nil:
+		b.err = fmt.Errorf("rhttp: reading request body: %w", err)
+	case b.length > 0 && int64(len(data)) != b.length:
+		b.err = fmt.Errorf("rhttp: ContentLength=%d with Body length %d", b.length, len(data))
+	case int64(len(data)) > b.limit:
+		b.err = b.tooLarge()
+	default:
+		b.data = data
+	}
+}
+
+func (b *replayBuffer) tooLarge() error {
+	return fmt.Errorf("%w (more than %d bytes; set Request.GetBody or raise MaxReplayBody)", ErrBodyTooLarge, b.limit)
 }

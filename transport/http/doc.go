@@ -19,16 +19,27 @@
 // header. POST and PATCH make a single attempt unless the transport was
 // built with AllowNonIdempotent.
 //
-// Request bodies are replayed on every try from Request.GetBody; a body
-// without GetBody is buffered first, up to MaxReplayBody bytes (larger
-// bodies are refused with ErrBodyTooLarge). Responses of abandoned tries —
-// failed attempts the retry loop moves past, hedges that lost — are drained
-// and closed so their connections are reused. The winning response's body
-// stays readable after RoundTrip returns: per-attempt and overall deadlines
-// keep bounding it until the caller closes it, but returning does not cut
-// it off.
+// A request that gets a single attempt — POST or PATCH without an
+// Idempotency-Key, or any request whose key's policy allows one attempt
+// and no hedge — has its body streamed to the server as given, whatever
+// its size. Other requests replay their body on every try from
+// Request.GetBody; a body without GetBody is read into memory first, up to
+// MaxReplayBody bytes (larger bodies are refused with ErrBodyTooLarge).
+// That read, like the whole call, ends when the request's context or the
+// policy's deadlines do, even if the body blocks. Like any
+// http.RoundTripper, the transport never modifies the request and always
+// closes its body.
+//
+// Responses of abandoned tries — failed attempts the retry loop moves
+// past, hedges that lost — are drained (a little, briefly) and closed so
+// their connections are reused. The winning response's body stays
+// readable after RoundTrip returns: per-attempt and overall deadlines keep
+// bounding it until the caller closes it, but returning does not cut it
+// off. A 101 Switching Protocols response keeps a body that is an
+// io.ReadWriteCloser, as net/http's, so upgrades work through the
+// transport.
 //
 // A final failed status is returned as an ordinary *http.Response with a
-// nil error, as net/http does; its body was buffered (up to 64 KiB) so the
-// connection could be released.
+// nil error, as net/http does, with its whole body, which the caller must
+// close.
 package rhttp

@@ -1,11 +1,14 @@
 package rhttp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/recourse-go/recourse"
@@ -28,14 +31,22 @@ func WithKeyFunc(f func(*http.Request) string) Option { return func(t *Transport
 func AllowNonIdempotent() Option { return func(t *Transport) { t.allowNonIdempotent = true } }
 
 // MaxReplayBody bounds the body buffered for a request without GetBody
-// (default 1 MiB).
-func MaxReplayBody(n int64) Option { return func(t *Transport) { t.maxBody = n } }
+// that may be sent more than once (default DefaultMaxReplayBody). A
+// request sent at most once is streamed whatever its size.
+func MaxReplayBody(n int64) Option {
+	return func(t *Transport) { t.maxBody, t.maxBodySet = n, true }
+}
 
 // WithClock sets the clock HTTP-date Retry-After values are read against.
 func WithClock(c clock.Clock) Option { return func(t *Transport) { t.clock = clock.Or(c) } }
 
 // Transport is an http.RoundTripper that runs every request through a
 // recourse executor under its key's policy.
+//
+// The zero Transport is ready to use, like the zero http.Transport: it
+// runs every request under the key "" on the package's default executor
+// (see NewTransport) and sends it through http.DefaultTransport. A
+// Transport must not be copied after first use.
 type Transport struct {
 	exec               *recourse.Executor
 	key                string
@@ -43,39 +54,62 @@ type Transport struct {
 	base               http.RoundTripper
 	allowNonIdempotent bool
 	maxBody            int64
+	maxBodySet         bool
 	clock              clock.Clock
 
-	ep  endpoint.Endpoint // for the fixed key
-	eps sync.Map          // derived key -> endpoint.Endpoint
-	n   int               // entries in eps, guarded by mu
-	mu  sync.Mutex
+	setupOnce sync.Once
+	ep        endpoint.Endpoint // for the fixed key
+	eps       sync.Map          // derived key -> endpoint.Endpoint
+	n         int               // entries in eps, guarded by mu
+	mu        sync.Mutex
 }
 
 // maxDerivedKeys bounds the endpoints cached for derived keys.
 const maxDerivedKeys = 1024
 
+// defaultExecutor is the executor of Transports given none.
+var defaultExecutor = sync.OnceValue(func() *recourse.Executor { return recourse.NewDefaultExecutor() })
+
 // NewTransport returns a RoundTripper that sends requests through base
-// (http.DefaultTransport if nil) under key's policy on exec. The concrete
+// (http.DefaultTransport if nil) under key's policy on exec. A nil exec
+// means a package-wide executor made by recourse.NewDefaultExecutor, under
+// which keys without a policy run under policy.Defaults(). The concrete
 // type is *Transport.
 func NewTransport(exec *recourse.Executor, key string, base http.RoundTripper, opts ...Option) http.RoundTripper {
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	t := &Transport{exec: exec, key: key, base: base, maxBody: DefaultMaxReplayBody, clock: clock.Real{}}
+	t := &Transport{exec: exec, key: key, base: base}
 	for _, o := range opts {
 		o(t)
 	}
-	t.ep = exec.Endpoint(key, t.attempt)
+	t.setupOnce.Do(t.setup)
 	return t
 }
 
-// NewClient returns an *http.Client whose requests run under key's policy.
+// setup fills in the defaults of the fields left zero.
+func (t *Transport) setup() {
+	if t.exec == nil {
+		t.exec = defaultExecutor()
+	}
+	if t.base == nil {
+		t.base = http.DefaultTransport
+	}
+	if !t.maxBodySet {
+		t.maxBody = DefaultMaxReplayBody
+	}
+	if t.clock == nil {
+		t.clock = clock.Real{}
+	}
+	t.ep = t.exec.Endpoint(t.key, t.attempt)
+}
+
+// NewClient returns an *http.Client whose requests run under key's policy
+// on exec (the default executor if nil; see NewTransport).
 func NewClient(exec *recourse.Executor, key string, opts ...Option) *http.Client {
 	return &http.Client{Transport: NewTransport(exec, key, nil, opts...)}
 }
 
 // CloseIdleConnections closes the base transport's idle connections.
 func (t *Transport) CloseIdleConnections() {
+	t.setupOnce.Do(t.setup)
 	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}
@@ -92,21 +126,68 @@ func Idempotent(req *http.Request) bool {
 	return req.Header.Get("Idempotency-Key") != ""
 }
 
+// bodyMode says how the tries of a call get the request body.
+type bodyMode uint8
+
+const (
+	bodyNone    bodyMode = iota // no body
+	bodyStream                  // one try at most: the caller's body, streamed
+	bodyGetBody                 // a body from Request.GetBody per try
+	bodyBuffer                  // the caller's body read once into memory
+)
+
+// call is one RoundTrip as it travels through the chain: the caller's
+// request, never modified, and how its tries get their bodies.
+type call struct {
+	req    *http.Request
+	mode   bodyMode
+	handed atomic.Bool // bodyStream: the body went to a try
+	buf    *replayBuffer
+	closed sync.Once
+}
+
+// closeBody closes the caller's request body, once.
+func (c *call) closeBody() { c.closed.Do(func() { c.req.Body.Close() }) }
+
+// errBodyConsumed is a try's error when a streamed body was already sent.
+var errBodyConsumed = errors.New("rhttp: request body already sent by an earlier try; it cannot be replayed")
+
 // RoundTrip sends req under its key's policy.
+//
+// Like any http.RoundTripper it does not modify req, and it closes
+// req.Body, even on errors. A request the policy can send only once
+// (see Idempotent, AllowNonIdempotent) has its body streamed to the
+// server as is. Other requests replay their body on every try, from
+// GetBody or from a buffer of up to MaxReplayBody bytes; reading into the
+// buffer stops when the request's context or the policy's deadlines end.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	ep := t.endpointFor(req)
+	t.setupOnce.Do(t.setup)
+	key, ep := t.endpointFor(req)
 	ctx := req.Context()
-	if !t.allowNonIdempotent && !Idempotent(req) {
+	c := &call{req: req}
+	once := !t.allowNonIdempotent && !Idempotent(req)
+	if hasBody(req) {
+		switch {
+		case once:
+			c.mode = bodyStream
+		case req.GetBody != nil:
+			c.mode = bodyGetBody
+		case t.singleTry(ctx, key):
+			c.mode, once = bodyStream, true
+		default:
+			c.mode = bodyBuffer
+			c.buf = &replayBuffer{src: req.Body, length: req.ContentLength, limit: t.maxBody}
+		}
+	}
+	if once {
 		ctx = endpoint.AtMostOnce(ctx)
 	}
-	send, err := replayable(req, t.maxBody)
-	if err != nil {
-		return nil, err
+	resp, err := ep(ctx, c)
+	if c.mode != bodyNone && (c.mode != bodyStream || err != nil || !c.handed.Load()) {
+		// The tries had their own bodies, the streamed body never went
+		// out, or the call failed: closing it also ends a read blocked in it.
+		c.closeBody()
 	}
-	if send == req && hasBody(req) {
-		defer req.Body.Close() // every try reads a body from GetBody
-	}
-	resp, err := ep(ctx, send)
 	r, _ := resp.(*response)
 	if err == nil {
 		if r == nil {
@@ -124,16 +205,22 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return nil, err
 }
 
-func (t *Transport) endpointFor(req *http.Request) endpoint.Endpoint {
+// singleTry reports whether key's policy sends every request at most once.
+func (t *Transport) singleTry(ctx context.Context, key string) bool {
+	cp, err := t.exec.Explain(ctx, key)
+	return err == nil && cp != nil && cp.Policy.Retry.MaxAttempts <= 1 && !cp.Policy.Hedge.Enabled
+}
+
+func (t *Transport) endpointFor(req *http.Request) (string, endpoint.Endpoint) {
 	if t.keyFunc == nil {
-		return t.ep
+		return t.key, t.ep
 	}
 	key := t.keyFunc(req)
 	if key == "" || key == t.key {
-		return t.ep
+		return t.key, t.ep
 	}
 	if ep, ok := t.eps.Load(key); ok {
-		return ep.(endpoint.Endpoint)
+		return key, ep.(endpoint.Endpoint)
 	}
 	ep := t.exec.Endpoint(key, t.attempt)
 	t.mu.Lock()
@@ -145,32 +232,76 @@ func (t *Transport) endpointFor(req *http.Request) endpoint.Endpoint {
 		}
 	}
 	t.mu.Unlock()
-	return ep
+	return key, ep
 }
 
-// attempt sends one try: a clone of the request with its own body.
+// attempt sends one try: a clone of the caller's request with its own
+// body, under a context of its own (see tryContext).
 func (t *Transport) attempt(ctx context.Context, request any) (any, error) {
-	req := request.(*http.Request)
-	out := req.Clone(ctx)
-	if hasBody(req) {
-		b, err := req.GetBody()
+	c := request.(*call)
+	var data []byte
+	switch c.mode {
+	case bodyStream:
+		if c.handed.Swap(true) {
+			return nil, middleware.Permanent(errBodyConsumed)
+		}
+	case bodyBuffer:
+		var err error
+		if data, err = c.buf.get(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			return nil, middleware.Permanent(err)
+		}
+	}
+	tr := newTry(ctx)
+	out := c.req.Clone(&tr.ctx)
+	switch c.mode {
+	case bodyGetBody:
+		b, err := c.req.GetBody()
 		if err != nil {
+			tr.release()
 			return nil, middleware.Permanent(fmt.Errorf("rhttp: replaying request body: %w", err))
 		}
 		out.Body = b
+	case bodyBuffer:
+		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
+		out.Body, _ = out.GetBody()
+		out.ContentLength = int64(len(data))
+	}
+	switch c.mode {
+	case bodyStream:
+		// net/http waits for a request body blocked in Read even when the
+		// request's context ends; closing the body releases it.
+		context.AfterFunc(&tr.ctx, c.closeBody)
+	case bodyGetBody:
+		context.AfterFunc(&tr.ctx, func() { out.Body.Close() })
 	}
 	hr, err := t.base.RoundTrip(out)
+	if err == nil && hr == nil {
+		err = errors.New("rhttp: base RoundTripper returned neither a response nor an error")
+	}
 	if err != nil {
+		tr.release()
 		if isCertificateError(err) {
 			return nil, middleware.Permanent(err)
 		}
 		return nil, err
 	}
-	r := newResponse(hr)
-	if IsSuccessStatus(hr.StatusCode) {
-		return r, nil
+	hr.Request = c.req // as net/http: the request the caller passed
+	if hr.Body == nil {
+		hr.Body = http.NoBody
 	}
-	r.bufferBody()
+	if IsSuccessStatus(hr.StatusCode) {
+		return newResponse(hr, tr), nil
+	}
+	// The chain cancels the contexts of a failed try when it returns, but
+	// a final failed status goes back to the caller with its body unread.
+	tr.detach(c.req.Context())
+	r := newResponse(hr, tr)
+	if r.body != nil && IsRetryableStatus(hr.StatusCode) && !endpoint.IsAtMostOnce(ctx) && hr.ContentLength <= maxDrain {
+		r.body.peek()
+	}
 	se := &StatusError{Code: hr.StatusCode, Status: hr.Status}
 	if d, ok := ParseRetryAfter(hr.Header.Get("Retry-After"), t.clock.Now()); ok {
 		se.After = d

@@ -1,0 +1,443 @@
+package rhttp
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/recourse-go/recourse"
+	"github.com/recourse-go/recourse/policy"
+)
+
+// within runs f and fails the test if it has not returned after d; stop
+// is then called to unblock it, and within waits for it anyway so that
+// nothing outlives the test.
+func within(t *testing.T, d time.Duration, stop func(), f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Errorf("still running after %v", d)
+		if stop != nil {
+			stop()
+		}
+		<-done
+	}
+}
+
+// pattern returns n deterministic bytes, generated lazily.
+type pattern struct{ off, n int64 }
+
+func (p *pattern) Read(b []byte) (int, error) {
+	if p.off >= p.n {
+		return 0, io.EOF
+	}
+	if rest := p.n - p.off; int64(len(b)) > rest {
+		b = b[:rest]
+	}
+	for i := range b {
+		b[i] = byte((p.off + int64(i)) % 251)
+	}
+	p.off += int64(len(b))
+	return len(b), nil
+}
+
+func patternSum(n int64) [32]byte {
+	h := sha256.New()
+	_, _ = io.Copy(h, &pattern{n: n})
+	var s [32]byte
+	copy(s[:], h.Sum(nil))
+	return s
+}
+
+// Item 6: a final failed response keeps its whole body, exactly as
+// net/http gives it, even when it arrives after RoundTrip returned and
+// the policy's deadlines were cancelled by the chain.
+func TestRegressFinalFailedBodyIsWhole(t *testing.T) {
+	const size = 1<<20 + 123
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		code := http.StatusServiceUnavailable
+		if r.URL.Path == "/404" {
+			code = http.StatusNotFound
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		w.WriteHeader(code)
+		w.(http.Flusher).Flush()
+		time.Sleep(20 * time.Millisecond) // the body arrives after RoundTrip returned
+		_, _ = io.Copy(w, &pattern{n: size})
+	}))
+	defer srv.Close()
+	exec := recourse.NewExecutor(recourse.WithPolicy("inv.Get", fastRetries(2),
+		policy.TimeoutPerAttempt(5*time.Second), policy.OverallTimeout(10*time.Second)))
+	c := client(t, exec, "inv.Get")
+	for _, path := range []string{"/503", "/404"} {
+		for _, method := range []string{http.MethodGet, http.MethodPost} {
+			t.Run(method+path, func(t *testing.T) {
+				req, _ := http.NewRequest(method, srv.URL+path, nil)
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, err := io.ReadAll(resp.Body)
+				if err != nil {
+					t.Fatalf("reading the body: %v after %d bytes", err, len(b))
+				}
+				if int64(len(b)) != resp.ContentLength || len(b) != size || sha256.Sum256(b) != patternSum(size) {
+					t.Fatalf("body %d bytes, Content-Length %d, want %d intact bytes", len(b), resp.ContentLength, size)
+				}
+			})
+		}
+	}
+}
+
+// Item 6: a retried try whose error body never ends (or trickles) is
+// released promptly, without reading it whole.
+func TestRegressRetriedErrorBodyIsNotReadWhole(t *testing.T) {
+	for name, slow := range map[string]bool{"huge": false, "trickle": true} {
+		t.Run(name, func(t *testing.T) {
+			var n atomic.Int32
+			var written atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if n.Add(1) > 1 {
+					fmt.Fprint(w, "ok")
+					return
+				}
+				w.WriteHeader(http.StatusServiceUnavailable)
+				chunk := make([]byte, 32<<10)
+				if slow {
+					chunk = chunk[:1]
+				}
+				for r.Context().Err() == nil {
+					k, err := w.Write(chunk)
+					written.Add(int64(k))
+					if err != nil {
+						return
+					}
+					w.(http.Flusher).Flush()
+					if slow {
+						time.Sleep(10 * time.Millisecond)
+					}
+				}
+			}))
+			defer srv.Close()
+			exec := recourse.NewExecutor(recourse.WithPolicy("inv.Get", fastRetries(2)))
+			c := client(t, exec, "inv.Get")
+			within(t, 5*time.Second, srv.CloseClientConnections, func() {
+				req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+				resp, body, _ := do(t, c, req)
+				if resp.StatusCode != 200 || body != "ok" {
+					t.Errorf("status %d body %q", resp.StatusCode, body)
+				}
+			})
+			if w := written.Load(); w > 64<<20 {
+				t.Errorf("server wrote %d bytes of the discarded body", w)
+			}
+		})
+	}
+}
+
+// Item 6: failed tries the loop moves past release their connection for
+// reuse.
+func TestRegressDiscardedTriesReuseTheConnection(t *testing.T) {
+	var conns, n atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) < 3 {
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, "ok")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	exec := recourse.NewExecutor(recourse.WithPolicy("inv.Get", fastRetries(3)))
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	resp, _, _ := do(t, client(t, exec, "inv.Get"), req)
+	if resp.StatusCode != 200 || conns.Load() != 1 {
+		t.Fatalf("status %d over %d connections, want 1", resp.StatusCode, conns.Load())
+	}
+}
+
+// closeTracker records whether its body was closed.
+type closeTracker struct {
+	io.Reader
+	closed atomic.Bool
+	close  func() error
+}
+
+func (c *closeTracker) Close() error {
+	c.closed.Store(true)
+	if c.close != nil {
+		return c.close()
+	}
+	return nil
+}
+
+// Item 7: a request body that blocks never makes RoundTrip ignore the
+// request's context or the policy's deadlines.
+func TestRegressBlockingBodyHonoursContextAndDeadlines(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	defer srv.Close()
+	cases := []struct {
+		name   string
+		method string
+		opts   []policy.Option
+		ctx    func() (context.Context, context.CancelFunc)
+		want   error
+	}{
+		{"PUT/cancel", http.MethodPut, nil, func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(50*time.Millisecond, cancel)
+			return ctx, cancel
+		}, context.Canceled},
+		{"PUT/deadline", http.MethodPut, nil, func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 50*time.Millisecond)
+		}, context.DeadlineExceeded},
+		{"PUT/overall timeout", http.MethodPut, []policy.Option{policy.OverallTimeout(50 * time.Millisecond)}, nil, context.DeadlineExceeded},
+		{"PUT/attempt timeout", http.MethodPut, []policy.Option{policy.TimeoutPerAttempt(30 * time.Millisecond)}, nil, nil},
+		{"POST/cancel", http.MethodPost, nil, func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(50*time.Millisecond, cancel)
+			return ctx, cancel
+		}, context.Canceled},
+		{"POST/overall timeout", http.MethodPost, []policy.Option{policy.OverallTimeout(50 * time.Millisecond)}, nil, context.DeadlineExceeded},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			exec := recourse.NewExecutor(recourse.WithPolicy("k", append([]policy.Option{fastRetries(2)}, tc.opts...)...))
+			c := client(t, exec, "k")
+			ctx, cancel := context.Background(), context.CancelFunc(func() {})
+			if tc.ctx != nil {
+				ctx, cancel = tc.ctx()
+			}
+			defer cancel()
+			pr, pw := io.Pipe()
+			body := &closeTracker{Reader: pr, close: pr.Close}
+			req, _ := http.NewRequestWithContext(ctx, tc.method, srv.URL, body)
+			within(t, 3*time.Second, func() { pw.Close() }, func() {
+				resp, err := c.Do(req)
+				if err == nil {
+					resp.Body.Close()
+					t.Errorf("no error; status %d", resp.StatusCode)
+					return
+				}
+				if tc.want != nil && !errors.Is(err, tc.want) {
+					t.Errorf("err %v, want %v", err, tc.want)
+				}
+			})
+			// The body was closed, so a writer blocked on it is released.
+			deadline := time.Now().Add(2 * time.Second)
+			for !body.closed.Load() && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			if !body.closed.Load() {
+				t.Error("request body not closed")
+			}
+			pw.Close()
+		})
+	}
+}
+
+// lockstep produces a body of chunks of size n, producing chunk i+1
+// only once the server has received all of chunk i (upTo reports how
+// many bytes the server has read). It fails the read if the server does
+// not keep up: the body was not streamed.
+type lockstep struct {
+	p      pattern
+	chunk  int64
+	steps  int64 // chunks produced in lockstep; the rest flows freely
+	upTo   func() int64
+	failed atomic.Bool
+}
+
+func (l *lockstep) Read(b []byte) (int, error) {
+	if l.p.off > 0 && l.p.off/l.chunk <= l.steps && l.p.off%l.chunk == 0 {
+		deadline := time.Now().Add(5 * time.Second)
+		for l.upTo() < l.p.off {
+			if time.Now().After(deadline) {
+				l.failed.Store(true)
+				return 0, fmt.Errorf("server has %d of the %d bytes produced: body buffered, not streamed", l.upTo(), l.p.off)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if rest := l.chunk - l.p.off%l.chunk; int64(len(b)) > rest {
+		b = b[:rest]
+	}
+	return l.p.Read(b)
+}
+
+// countingServer reads every request body, counting bytes as they come
+// and summing them.
+type countingServer struct {
+	*httptest.Server
+	got  atomic.Int64
+	mu   sync.Mutex
+	sums [][32]byte
+	lens []int64
+}
+
+func newCountingServer(t *testing.T) *countingServer {
+	s := &countingServer{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := sha256.New()
+		buf := make([]byte, 32<<10)
+		var n int64
+		for {
+			k, err := r.Body.Read(buf)
+			h.Write(buf[:k])
+			n += int64(k)
+			s.got.Add(int64(k))
+			if err != nil {
+				break
+			}
+		}
+		var sum [32]byte
+		copy(sum[:], h.Sum(nil))
+		s.mu.Lock()
+		s.sums, s.lens = append(s.sums, sum), append(s.lens, n)
+		s.mu.Unlock()
+		fmt.Fprint(w, n)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Item 8: a request that gets exactly one attempt is streamed: never
+// buffered, never refused for its size.
+func TestRegressSingleAttemptBodyIsStreamed(t *testing.T) {
+	cases := []struct {
+		name   string
+		method string
+		opts   []policy.Option
+		size   int64
+		chunk  int64
+		steps  int64
+	}{
+		{"POST 64MiB", http.MethodPost, []policy.Option{fastRetries(3)}, 64 << 20, 256 << 10, 1},
+		{"PATCH slow", http.MethodPatch, []policy.Option{fastRetries(3)}, 40 << 10, 4 << 10, 10},
+		{"PUT 64MiB under a one-try policy", http.MethodPut, []policy.Option{policy.MaxAttempts(1)}, 64 << 20, 256 << 10, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newCountingServer(t)
+			exec := recourse.NewExecutor(recourse.WithPolicy("k", tc.opts...))
+			body := &lockstep{p: pattern{n: tc.size}, chunk: tc.chunk, steps: tc.steps, upTo: srv.got.Load}
+			req, _ := http.NewRequest(tc.method, srv.URL, io.NopCloser(body))
+			within(t, 20*time.Second, srv.CloseClientConnections, func() {
+				resp, text, _ := do(t, client(t, exec, "k"), req)
+				if resp.StatusCode != 200 || text != strconv.FormatInt(tc.size, 10) {
+					t.Errorf("status %d, server read %q bytes, want %d", resp.StatusCode, text, tc.size)
+				}
+			})
+			if body.failed.Load() {
+				t.Fatal("the body was not streamed")
+			}
+			srv.mu.Lock()
+			defer srv.mu.Unlock()
+			if len(srv.sums) != 1 || srv.sums[0] != patternSum(tc.size) {
+				t.Fatalf("%d requests, lengths %v", len(srv.sums), srv.lens)
+			}
+		})
+	}
+}
+
+// Item 9: a 101 Switching Protocols response keeps a writable body.
+func TestRegressSwitchingProtocolsBodyIsWritable(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "echo" {
+			http.Error(w, "upgrade required", http.StatusUpgradeRequired)
+			return
+		}
+		conn, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		fmt.Fprint(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		_, _ = io.Copy(conn, brw) // echo until the client closes
+	}))
+	defer srv.Close()
+	exec := recourse.NewExecutor(recourse.WithPolicy("ws", fastRetries(2),
+		policy.TimeoutPerAttempt(5*time.Second), policy.OverallTimeout(10*time.Second)))
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "echo")
+	resp, err := client(t, exec, "ws").Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	rwc, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		t.Fatalf("101 body is a %T, not an io.ReadWriteCloser", resp.Body)
+	}
+	br := bufio.NewReader(rwc)
+	for _, msg := range []string{"ping\n", "pong\n"} {
+		if _, err := io.WriteString(rwc, msg); err != nil {
+			t.Fatal(err)
+		}
+		got, err := br.ReadString('\n')
+		if err != nil || got != msg {
+			t.Fatalf("echo %q, %v; want %q", got, err, msg)
+		}
+	}
+}
+
+// Item 23: the zero Transport, a nil executor and a nil base work with
+// documented defaults.
+func TestRegressZeroValueTransport(t *testing.T) {
+	srv := newServer(t, 503, 200, 200, 200)
+	t.Cleanup(http.DefaultTransport.(*http.Transport).CloseIdleConnections)
+	for name, rt := range map[string]func() http.RoundTripper{
+		"zero Transport": func() http.RoundTripper { return &Transport{} },
+		"nil executor":   func() http.RoundTripper { return NewTransport(nil, "inv.Get", nil) },
+		"NewClient(nil)": func() http.RoundTripper { return NewClient(nil, "inv.Get").Transport },
+	} {
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Fatalf("panic: %v", r)
+				}
+			}()
+			req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+			resp, err := rt().RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || len(b) == 0 {
+				t.Fatalf("status %d body %q", resp.StatusCode, b)
+			}
+		})
+	}
+	(&Transport{}).CloseIdleConnections() // no panic either
+}
