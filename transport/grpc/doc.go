@@ -20,7 +20,10 @@
 //
 // Replies are decoded into a fresh message per try when the reply is a
 // proto.Message, so hedged unary calls never share one; other replies are
-// retried but not hedged.
+// retried but not hedged. Likewise each try of a unary call gets its own
+// header, trailer and peer: the caller's grpc.Header, grpc.Trailer and
+// grpc.Peer variables receive those of the try whose result the call
+// returns, and grpc.OnFinish functions run once per call, with its error.
 //
 // Streams are retried only before their first response message. A
 // server-streaming call's request and CloseSend are held until the first

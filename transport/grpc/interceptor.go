@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -67,16 +68,112 @@ type unaryCall struct {
 	reply   any
 	cc      *grpc.ClientConn
 	invoker grpc.UnaryInvoker
-	opts    []grpc.CallOption
+	// opts are the caller's call options that only configure a try;
+	// those that write results back to the caller are in out instead.
+	opts []grpc.CallOption
+	out  callOutputs
 	// replyType, when reply is a proto.Message, makes each try's own
-	// reply; tries never touch the caller's until one copies its result in.
+	// reply; tries never touch the caller's, which gets the chosen try's.
 	replyType protoreflect.MessageType
-	mu        sync.Mutex
-	done      bool // a try's reply has been copied out
+
+	mu   sync.Mutex
+	last *unaryResult // the try that returned last
+}
+
+// callOutputs are the caller's call options that write a call's results back
+// into the caller's variables (grpc.Header, grpc.Trailer, grpc.Peer) or
+// report its end (grpc.OnFinish). Tries never get them: each try writes
+// into its own unaryResult, and the call copies the chosen try's values
+// out once the chain has returned, so hedged tries never write the same
+// variable and the caller sees the try whose result it gets.
+type callOutputs struct {
+	headers  []*metadata.MD
+	trailers []*metadata.MD
+	peers    []*peer.Peer
+	onFinish []func(error)
+}
+
+// split sorts opts into the options each try gets and the outputs. opts
+// itself is returned when it holds no outputs (the common case).
+func split(opts []grpc.CallOption) ([]grpc.CallOption, callOutputs) {
+	var out callOutputs
+	var in []grpc.CallOption
+	for i, o := range opts {
+		switch o := o.(type) {
+		case grpc.HeaderCallOption:
+			out.headers = append(out.headers, o.HeaderAddr)
+		case *grpc.HeaderCallOption:
+			out.headers = append(out.headers, o.HeaderAddr)
+		case grpc.TrailerCallOption:
+			out.trailers = append(out.trailers, o.TrailerAddr)
+		case *grpc.TrailerCallOption:
+			out.trailers = append(out.trailers, o.TrailerAddr)
+		case grpc.PeerCallOption:
+			out.peers = append(out.peers, o.PeerAddr)
+		case *grpc.PeerCallOption:
+			out.peers = append(out.peers, o.PeerAddr)
+		case grpc.OnFinishCallOption:
+			out.onFinish = append(out.onFinish, o.OnFinish)
+		case *grpc.OnFinishCallOption:
+			out.onFinish = append(out.onFinish, o.OnFinish)
+		default:
+			if in != nil {
+				in = append(in, o)
+			}
+			continue
+		}
+		if in == nil { // the first output: keep the inputs before it
+			in = append(make([]grpc.CallOption, 0, len(opts)), opts[:i]...)
+		}
+	}
+	if in == nil {
+		return opts, out
+	}
+	return in, out
+}
+
+// unaryResult is what one try of a unary call produced: the chain's
+// response for that try, failed or not.
+type unaryResult struct {
+	reply   any // the try's own reply, when the caller's is a proto.Message
+	header  metadata.MD
+	trailer metadata.MD
+	peer    peer.Peer
+}
+
+// deliver copies r's values into the caller's variables: the reply only
+// when the call succeeded.
+func (c *unaryCall) deliver(r *unaryResult, ok bool) {
+	for _, h := range c.out.headers {
+		if h != nil {
+			*h = r.header
+		}
+	}
+	for _, t := range c.out.trailers {
+		if t != nil {
+			*t = r.trailer
+		}
+	}
+	if r.peer.Addr != nil {
+		for _, p := range c.out.peers {
+			if p != nil {
+				*p = r.peer
+			}
+		}
+	}
+	if ok && c.replyType != nil {
+		proto.Reset(c.reply.(proto.Message))
+		proto.Merge(c.reply.(proto.Message), r.reply.(proto.Message))
+	}
 }
 
 // UnaryClientInterceptor returns an interceptor that runs each unary call
 // under its key's policy on exec.
+//
+// The caller's grpc.Header, grpc.Trailer and grpc.Peer variables receive
+// the values of the try whose result the call returns (the winner of a
+// hedge race, the last of a run of retries); grpc.OnFinish functions are
+// called once, with the call's error.
 func UnaryClientInterceptor(exec *recourse.Executor, opts ...Option) grpc.UnaryClientInterceptor {
 	cfg := &config{}
 	for _, o := range opts {
@@ -84,37 +181,53 @@ func UnaryClientInterceptor(exec *recourse.Executor, opts ...Option) grpc.UnaryC
 	}
 	eps := &endpoints{exec: exec, next: unaryAttempt}
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
-		call := &unaryCall{method: method, req: req, reply: reply, cc: cc, invoker: invoker, opts: callOpts}
+		call := &unaryCall{method: method, req: req, reply: reply, cc: cc, invoker: invoker}
+		call.opts, call.out = split(callOpts)
 		if m, ok := reply.(proto.Message); ok {
 			call.replyType = m.ProtoReflect().Type()
 		} else {
 			ctx = endpoint.WithoutHedging(ctx)
 		}
-		_, err := eps.get(cfg.keyFor(method))(ctx, call)
-		return original(err)
+		resp, err := eps.get(cfg.keyFor(method))(ctx, call)
+		err = original(err)
+		r, _ := resp.(*unaryResult)
+		if r == nil { // the chain dropped the last try's result (a wait cut short)
+			call.mu.Lock()
+			r = call.last
+			call.mu.Unlock()
+		}
+		if r != nil {
+			call.deliver(r, err == nil)
+		}
+		for _, f := range call.out.onFinish {
+			f(err)
+		}
+		return err
 	}
 }
 
-// unaryAttempt makes one try of a unary call.
+// unaryAttempt makes one try of a unary call. Its response, even when the
+// try fails, is the try's *unaryResult.
 func unaryAttempt(ctx context.Context, request any) (any, error) {
 	c := request.(*unaryCall)
-	reply := c.reply
+	r := &unaryResult{reply: c.reply}
 	if c.replyType != nil {
-		reply = c.replyType.New().Interface()
+		r.reply = c.replyType.New().Interface()
 	}
-	var trailer metadata.MD
-	opts := append(append(make([]grpc.CallOption, 0, len(c.opts)+1), c.opts...), grpc.Trailer(&trailer))
-	if err := c.invoker(ctx, c.method, c.req, reply, c.cc, opts...); err != nil {
-		return nil, classify(err, trailer)
+	opts := make([]grpc.CallOption, 0, len(c.opts)+3)
+	opts = append(append(opts, c.opts...), grpc.Trailer(&r.trailer))
+	if len(c.out.headers) > 0 {
+		opts = append(opts, grpc.Header(&r.header))
 	}
-	if c.replyType != nil {
-		c.mu.Lock() // the first success copies its reply out; hedges never share one
-		if !c.done {
-			proto.Reset(c.reply.(proto.Message))
-			proto.Merge(c.reply.(proto.Message), reply.(proto.Message))
-			c.done = true
-		}
-		c.mu.Unlock()
+	if len(c.out.peers) > 0 {
+		opts = append(opts, grpc.Peer(&r.peer))
 	}
-	return nil, nil
+	err := c.invoker(ctx, c.method, c.req, r.reply, c.cc, opts...)
+	c.mu.Lock()
+	c.last = r
+	c.mu.Unlock()
+	if err != nil {
+		return r, classify(err, r.trailer)
+	}
+	return r, nil
 }

@@ -58,6 +58,9 @@ type opening struct {
 // when it ends or is dropped (endpoint.Discarder).
 type openStream struct {
 	grpc.ClientStream
+	// single: the server answers one message, so a receive that returns
+	// it ends the stream (client streaming, or a desc with neither flag).
+	single  bool
 	mu      sync.Mutex
 	cancels []context.CancelFunc
 	ended   bool
@@ -87,10 +90,12 @@ func (s *openStream) end() {
 	}
 }
 
-// RecvMsg releases the stream's contexts once the stream is over.
+// RecvMsg releases the stream's contexts once the stream is over: on an
+// error (io.EOF included), or after the one response of a stream whose
+// server sends one (CloseAndRecv), as gRPC itself ends it then.
 func (s *openStream) RecvMsg(m any) error {
 	err := s.ClientStream.RecvMsg(m)
-	if err != nil {
+	if err != nil || s.single {
 		s.end()
 	}
 	return err
@@ -104,7 +109,7 @@ func openAttempt(ctx context.Context, request any) (any, error) {
 	if err != nil {
 		return nil, classify(err, trailer)
 	}
-	return &openStream{ClientStream: cs}, nil
+	return &openStream{ClientStream: cs, single: !o.desc.ServerStreams}, nil
 }
 
 // firstAttempt opens a server stream, sends what the caller sent, and
@@ -115,7 +120,7 @@ func firstAttempt(ctx context.Context, request any) (any, error) {
 	if err != nil {
 		return nil, classify(err, nil)
 	}
-	s := &openStream{ClientStream: cs}
+	s := &openStream{ClientStream: cs, single: !o.desc.ServerStreams}
 	fail := func(err error) (any, error) {
 		s.Discard()
 		return nil, classify(err, cs.Trailer())
@@ -137,6 +142,8 @@ func firstAttempt(ctx context.Context, request any) (any, error) {
 			}
 			s.empty = true // the server ended the stream without messages
 			s.end()
+		} else if s.single {
+			s.end() // its one message was the last
 		}
 	}
 	return s, nil
