@@ -15,9 +15,9 @@
 // errors are retryable, except certificate errors.
 //
 // Only idempotent requests are retried or hedged: GET, HEAD, OPTIONS,
-// TRACE, PUT and DELETE, and any request carrying an Idempotency-Key
-// header. POST and PATCH make a single attempt unless the transport was
-// built with AllowNonIdempotent.
+// TRACE, PUT and DELETE, and any request carrying an Idempotency-Key or
+// X-Idempotency-Key header, as net/http has it. POST and PATCH make a
+// single attempt unless the transport was built with AllowNonIdempotent.
 //
 // A request that gets a single attempt — POST or PATCH without an
 // Idempotency-Key, or any request whose key's policy allows one attempt

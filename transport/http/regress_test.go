@@ -2,6 +2,7 @@ package rhttp
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -441,3 +443,272 @@ func TestRegressZeroValueTransport(t *testing.T) {
 	}
 	(&Transport{}).CloseIdleConnections() // no panic either
 }
+
+// Hostile: after a 101, the upgraded connection belongs to the caller, as
+// with net/http: neither the caller's cancellation nor the policy's
+// per-attempt deadline cuts it.
+func TestRegressUpgradedConnectionOutlivesContexts(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		fmt.Fprint(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		_, _ = io.Copy(conn, brw)
+	}))
+	defer srv.Close()
+	exec := recourse.NewExecutor(recourse.WithPolicy("ws", fastRetries(2), policy.TimeoutPerAttempt(30*time.Millisecond)))
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "echo")
+	resp, err := client(t, exec, "ws").Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	cancel()
+	time.Sleep(60 * time.Millisecond) // past the per-attempt deadline
+	rwc := resp.Body.(io.ReadWriteCloser)
+	if _, err := io.WriteString(rwc, "still here\n"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := bufio.NewReader(rwc).ReadString('\n'); err != nil || got != "still here\n" {
+		t.Fatalf("echo %q, %v", got, err)
+	}
+}
+
+// Hostile: net/http treats a request carrying an Idempotency-Key or
+// X-Idempotency-Key entry, even an empty one, as idempotent; so does
+// Idempotent.
+func TestRegressIdempotencyKeyLikeNetHTTP(t *testing.T) {
+	for _, h := range []http.Header{
+		{"Idempotency-Key": {"k"}},
+		{"X-Idempotency-Key": {"k"}},
+		{"Idempotency-Key": nil}, // idempotent, not sent on the wire
+	} {
+		req, _ := http.NewRequest(http.MethodPost, "http://example.invalid", nil)
+		req.Header = h
+		if !Idempotent(req) {
+			t.Errorf("POST with %v: not idempotent", h)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://example.invalid", nil)
+	if Idempotent(req) {
+		t.Error("POST without a key is idempotent")
+	}
+}
+
+// Hostile: RoundTrip does not modify the request, returns it as
+// resp.Request like net/http, and closes its body whatever happens.
+func TestRegressRequestUntouchedAndBodyClosed(t *testing.T) {
+	srv := newServer(t, 503, 200, 503, 200, 503, 200)
+	exec := recourse.NewExecutor(recourse.WithPolicy("k", fastRetries(2)),
+		recourse.WithPolicy("deny", policy.WithBudget("missing"), policy.MaxAttempts(2)))
+	for _, tc := range []struct {
+		name, method, key string
+		getBody           bool
+	}{
+		{"PUT buffered", http.MethodPut, "k", false},
+		{"PUT GetBody", http.MethodPut, "k", true},
+		{"POST streamed", http.MethodPost, "k", false},
+		{"refused PUT", http.MethodPut, "deny", false},
+		{"refused POST", http.MethodPost, "deny", false},
+		{"refused PUT GetBody", http.MethodPut, "deny", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := &closeTracker{Reader: bytes.NewReader([]byte("payload"))}
+			req, _ := http.NewRequest(tc.method, srv.URL, body)
+			if tc.getBody {
+				req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader([]byte("payload"))), nil }
+			}
+			req.Header.Set("X-Test", "1")
+			before := *req
+			resp, err := client(t, exec, tc.key).Transport.RoundTrip(req)
+			if err == nil {
+				if resp.Request != req {
+					t.Error("resp.Request is not the caller's request")
+				}
+				resp.Body.Close()
+			} else if tc.key != "deny" {
+				t.Fatal(err)
+			}
+			if req.Body != before.Body || req.ContentLength != before.ContentLength || req.Context() != before.Context() ||
+				(req.GetBody == nil) != (before.GetBody == nil) || len(req.Header) != 1 || req.Header.Get("X-Test") != "1" {
+				t.Errorf("request modified: %+v", req)
+			}
+			if !body.closed.Load() {
+				t.Error("request body not closed")
+			}
+		})
+	}
+}
+
+// Hostile: responses without a body keep http.NoBody, as net/http gives
+// them, and reuse their connection.
+func TestRegressEmptyResponsesKeepNoBody(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "0")
+		if r.URL.Path == "/204" {
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	exec := recourse.NewExecutor(recourse.WithPolicy("k", fastRetries(2), policy.TimeoutPerAttempt(time.Second),
+		policy.WithHedge(policy.HedgePolicy{Enabled: true, Delay: time.Second})))
+	c := client(t, exec, "k")
+	for _, tc := range []struct{ method, path string }{{"HEAD", "/"}, {"GET", "/"}, {"GET", "/204"}, {"HEAD", "/"}} {
+		req, _ := http.NewRequest(tc.method, srv.URL+tc.path, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Body != http.NoBody {
+			t.Errorf("%s %s: body %T, want http.NoBody", tc.method, tc.path, resp.Body)
+		}
+		resp.Body.Close()
+	}
+	if conns.Load() != 1 {
+		t.Errorf("%d connections, want 1", conns.Load())
+	}
+}
+
+// Hostile: a connection reset in the middle of a final failed body is an
+// error to the reader, never a silently short body.
+func TestRegressResetInFailedBodyIsAnError(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprint(w, "partial")
+		w.(http.Flusher).Flush()
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}))
+	defer srv.Close()
+	exec := recourse.NewExecutor(recourse.WithPolicy("k", fastRetries(2)))
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	resp, err := client(t, exec, "k").Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil || string(b) != "partial" {
+		t.Fatalf("read %q, %v; want \"partial\" and an error", b, err)
+	}
+}
+
+// Hostile: the caller's cancellation ends the read of a final failed
+// body, as it would with net/http.
+func TestRegressCancelEndsFinalFailedBodyRead(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprint(w, "start")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	exec := recourse.NewExecutor(recourse.WithPolicy("k", fastRetries(2), policy.TimeoutPerAttempt(10*time.Second)))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	resp, err := client(t, exec, "k").Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	time.AfterFunc(30*time.Millisecond, cancel)
+	within(t, 3*time.Second, srv.CloseClientConnections, func() {
+		b, err := io.ReadAll(resp.Body)
+		if !errors.Is(err, context.Canceled) || string(b) != "start" {
+			t.Errorf("read %q, %v", b, err)
+		}
+	})
+}
+
+// Hostile: hedged tries each get the whole request body, whether it is
+// replayed from GetBody or from the transport's buffer.
+func TestRegressHedgedTriesEachGetTheWholeBody(t *testing.T) {
+	payload := bytes.Repeat([]byte("hedge me "), 10000)
+	for name, getBody := range map[string]bool{"buffered": false, "GetBody": true} {
+		t.Run(name, func(t *testing.T) {
+			var n atomic.Int32
+			var mu sync.Mutex
+			var got [][]byte
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				mu.Lock()
+				got = append(got, b)
+				mu.Unlock()
+				if n.Add(1) == 1 {
+					select { // the primary stalls until it loses
+					case <-r.Context().Done():
+					case <-time.After(5 * time.Second):
+					}
+					return
+				}
+				fmt.Fprint(w, "hedge")
+			}))
+			defer srv.Close()
+			exec := recourse.NewExecutor(recourse.WithPolicy("k", policy.MaxAttempts(1),
+				policy.WithHedge(policy.HedgePolicy{Enabled: true, Delay: 20 * time.Millisecond, MaxHedges: 2})))
+			req, _ := http.NewRequest(http.MethodPut, srv.URL, io.NopCloser(bytes.NewReader(payload)))
+			if getBody {
+				req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(payload)), nil }
+			}
+			_, body, _ := do(t, client(t, exec, "k"), req)
+			if body != "hedge" {
+				t.Fatalf("body %q", body)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(got) < 2 {
+				t.Fatalf("%d tries reached the server", len(got))
+			}
+			for i, b := range got {
+				if !bytes.Equal(b, payload) {
+					t.Fatalf("try %d: %d bytes, want %d", i, len(b), len(payload))
+				}
+			}
+		})
+	}
+}
+
+// Hostile: a body whose ContentLength is known to exceed MaxReplayBody is
+// refused without being read; a body shorter than its ContentLength is
+// refused as net/http refuses it, and neither is retried.
+func TestRegressReplayBufferRefusals(t *testing.T) {
+	srv := newServer(t)
+	exec := recourse.NewExecutor(recourse.WithPolicy("k", fastRetries(3)))
+	c := client(t, exec, "k", MaxReplayBody(10))
+	var reads atomic.Int32
+	body := &closeTracker{Reader: readerFunc(func(p []byte) (int, error) { reads.Add(1); return 0, io.EOF })}
+	req, _ := http.NewRequest(http.MethodPut, srv.URL, body)
+	req.ContentLength = 100
+	if _, err := c.Do(req); !errors.Is(err, ErrBodyTooLarge) || reads.Load() != 0 || !body.closed.Load() {
+		t.Fatalf("err %v after %d reads; closed %v", err, reads.Load(), body.closed.Load())
+	}
+	req, _ = http.NewRequest(http.MethodPut, srv.URL, io.NopCloser(io.MultiReader(bytes.NewReader([]byte("short")))))
+	req.ContentLength = 8
+	if _, err := c.Do(req); err == nil || !strings.Contains(err.Error(), "ContentLength=8 with Body length 5") {
+		t.Fatalf("err %v", err)
+	}
+	if srv.requests() != 0 {
+		t.Fatalf("%d requests reached the server", srv.requests())
+	}
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }

@@ -116,14 +116,17 @@ func (t *Transport) CloseIdleConnections() {
 }
 
 // Idempotent reports whether req may be sent more than once: its method
-// is GET, HEAD, OPTIONS, TRACE, PUT or DELETE, or it carries an
-// Idempotency-Key header.
+// is GET, HEAD, OPTIONS, TRACE, PUT or DELETE, or, as net/http has it, its
+// header carries an Idempotency-Key or X-Idempotency-Key entry (even an
+// empty one, which net/http does not send).
 func Idempotent(req *http.Request) bool {
 	switch req.Method {
 	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
 		return true
 	}
-	return req.Header.Get("Idempotency-Key") != ""
+	_, key := req.Header["Idempotency-Key"]
+	_, xkey := req.Header["X-Idempotency-Key"]
+	return key || xkey
 }
 
 // bodyMode says how the tries of a call get the request body.
