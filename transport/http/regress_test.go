@@ -712,3 +712,104 @@ func TestRegressReplayBufferRefusals(t *testing.T) {
 type readerFunc func([]byte) (int, error)
 
 func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// roundTripFunc adapts a function to http.RoundTripper.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// Hostile: requests net/http refuses outright (nil URL, nil Header) are
+// refused at once, not retried, and their bodies closed; a base that
+// breaks the RoundTripper contract or panics gives an error, not a crash.
+func TestRegressBrokenRequestsAndBases(t *testing.T) {
+	exec := recourse.NewExecutor(recourse.WithPolicy("k", policy.MaxAttempts(3), policy.Backoff(time.Second, time.Second, 1)))
+	var tries atomic.Int32
+	counting := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		tries.Add(1)
+		return http.DefaultTransport.RoundTrip(r)
+	})
+	for name, mutate := range map[string]func(*http.Request){
+		"nil URL":    func(r *http.Request) { r.URL = nil },
+		"nil Header": func(r *http.Request) { r.Header = nil },
+	} {
+		t.Run(name, func(t *testing.T) {
+			tries.Store(0)
+			body := &closeTracker{Reader: strings.NewReader("x")}
+			req, _ := http.NewRequest(http.MethodPut, "http://127.0.0.1:1", body)
+			mutate(req)
+			start := time.Now()
+			_, err := NewTransport(exec, "k", counting).RoundTrip(req)
+			if err == nil || time.Since(start) > 500*time.Millisecond || tries.Load() > 1 || !body.closed.Load() {
+				t.Fatalf("err %v after %v and %d tries; body closed %v", err, time.Since(start), tries.Load(), body.closed.Load())
+			}
+		})
+	}
+	for name, base := range map[string]roundTripFunc{
+		"nil response, nil error": func(r *http.Request) (*http.Response, error) { return nil, nil },
+		"panic":                   func(r *http.Request) (*http.Response, error) { panic("boom") },
+		"nil body": func(r *http.Request) (*http.Response, error) {
+			r.Body.Close()
+			return &http.Response{StatusCode: 200, Header: http.Header{}, Request: r}, nil
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			exec := recourse.NewExecutor(recourse.WithPolicy("k", fastRetries(2)))
+			body := &closeTracker{Reader: strings.NewReader("x")}
+			req, _ := http.NewRequest(http.MethodPost, "http://example.invalid", body)
+			resp, err := NewTransport(exec, "k", base).RoundTrip(req)
+			if name == "nil body" {
+				if err != nil || resp.Body == nil {
+					t.Fatalf("resp %v, err %v", resp, err)
+				}
+				resp.Body.Close()
+			} else if err == nil {
+				t.Fatal("no error")
+			}
+			if !body.closed.Load() {
+				t.Error("request body not closed")
+			}
+		})
+	}
+}
+
+// Hostile: a GetBody whose bodies block, and a context already done,
+// still end the call promptly.
+func TestRegressBlockingGetBodyAndDoneContext(t *testing.T) {
+	srv := newServer(t)
+	exec := recourse.NewExecutor(recourse.WithPolicy("k", fastRetries(2)))
+	c := client(t, exec, "k")
+	var pipes []*io.PipeWriter
+	defer func() {
+		for _, pw := range pipes {
+			pw.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, srv.URL, http.NoBody)
+	req.Body = io.NopCloser(strings.NewReader(""))
+	req.GetBody = func() (io.ReadCloser, error) {
+		pr, pw := io.Pipe()
+		pipes = append(pipes, pw)
+		return pr, nil
+	}
+	req.ContentLength = 10
+	within(t, 3*time.Second, func() {
+		for _, pw := range pipes {
+			pw.Close()
+		}
+	}, func() {
+		if _, err := c.Do(req); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("err %v", err)
+		}
+	})
+
+	srv2 := newServer(t)
+	done, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	body := &closeTracker{Reader: strings.NewReader("x")}
+	req, _ = http.NewRequestWithContext(done, http.MethodPost, srv2.URL, body)
+	if _, err := c.Do(req); !errors.Is(err, context.Canceled) || !body.closed.Load() || srv2.requests() != 0 {
+		t.Fatalf("err %v; body closed %v; %d requests", err, body.closed.Load(), srv2.requests())
+	}
+}

@@ -165,6 +165,16 @@ var errBodyConsumed = errors.New("rhttp: request body already sent by an earlier
 // buffer stops when the request's context or the policy's deadlines end.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	t.setupOnce.Do(t.setup)
+	if req.URL == nil || req.Header == nil {
+		// Refused by net/http too, whatever the try: not worth retrying.
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		if req.URL == nil {
+			return nil, errors.New("rhttp: nil Request.URL")
+		}
+		return nil, errors.New("rhttp: nil Request.Header")
+	}
 	key, ep := t.endpointFor(req)
 	ctx := req.Context()
 	c := &call{req: req}
