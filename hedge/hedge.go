@@ -93,8 +93,11 @@ func (h *hedger) run(ctx context.Context, req any, next endpoint.Endpoint) (resp
 		}
 	}()
 	resp, err = next(pctx, req)
+	if pctx.Err() == nil { // not cut short by a hedge's win
+		g.h.observe(g.ctx, g.start, resp, err)
+	}
 	returned = true
-	return g.primaryDone(outer, pctx, resp, err)
+	return g.primaryDone(outer, resp, err)
 }
 
 // group returns a race to run, from the pool when one is free.
@@ -341,10 +344,9 @@ func (g *group) decide(idx int, resp any, err error) (drop any) {
 // returned: it settles the race, cancels and awaits every other try,
 // releases the race's records to the call's timeline and returns the
 // attempt's result — or raises a hedge's panic on the caller's goroutine.
-func (g *group) primaryDone(outer context.Context, pctx *lazyctx.Ctx, resp any, err error) (any, error) {
-	if pctx.Err() == nil { // not cut short by a hedge's win
-		g.h.observe(g.ctx, g.start, resp, err)
-	}
+// Code of the user's (Discard, AdoptCancel, observers) runs only once no
+// hedge is left running, so that a panic in it cannot strand one.
+func (g *group) primaryDone(outer context.Context, resp any, err error) (any, error) {
 	var drops [2]any
 	g.mu.Lock()
 	if g.decided {
@@ -372,26 +374,25 @@ func (g *group) primaryDone(outer context.Context, pctx *lazyctx.Ctx, resp any, 
 	// No try starts once closed: tries is read below without the lock.
 	tries, winner := g.tries, g.winner
 	g.mu.Unlock()
-
-	for _, d := range drops {
-		endpoint.Discard(d)
-	}
-	g.mu.Lock() // a hedge may have panicked since
-	hand := g.panic == nil && g.err == nil
-	g.mu.Unlock()
 	for i, c := range tries {
-		if i == winner && hand {
-			c.HandTo(g.resp) // the winner's body may still be read
-			continue
+		if i != winner {
+			c.Cancel()
 		}
-		c.Cancel()
 	}
 	g.wg.Wait() // every hedge has returned: the fields are ours
 
 	resp, err, p := g.resp, g.err, g.panic
+	if c := tries[winner]; p == nil && err == nil {
+		c.HandTo(resp) // the winner's body may still be read
+	} else {
+		c.Cancel()
+	}
 	if p != nil {
 		endpoint.Discard(resp) // a panic outranks any result
 		resp, err = nil, p.err
+	}
+	for _, d := range drops {
+		endpoint.Discard(d)
 	}
 	if g.held != nil {
 		var label func(*timeline.AttemptRecord)

@@ -246,3 +246,111 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// panickyTrigger is a fixed delay whose latency feed panics.
+type panickyTrigger struct{ FixedDelay }
+
+func (panickyTrigger) ObserveLatency(time.Duration) { panic("trigger boom") }
+
+func TestRegressTriggerPanicOnThePrimaryDoesNotStrandAHedge(t *testing.T) {
+	f := clock.NewFake(time.Unix(0, 0))
+	hedgeRunning, hedgeEnded := make(chan struct{}), make(chan struct{})
+	tr := &tries{byIndex: map[int]func(context.Context) (any, error){
+		0: func(context.Context) (any, error) { <-hedgeRunning; return "primary", nil },
+		1: func(ctx context.Context) (any, error) {
+			close(hedgeRunning)
+			<-ctx.Done()
+			close(hedgeEnded)
+			return nil, ctx.Err()
+		},
+	}}
+	ep := chain(New(panickyTrigger{FixedDelay(time.Millisecond)}, WithClock(f)), nil, tr.endpoint)
+	if _, p, _ := race(t, f, ep, context.Background()); p != "trigger boom" {
+		t.Fatalf("panicked with %v", p)
+	}
+	select {
+	case <-hedgeEnded:
+	default:
+		t.Fatal("the hedge outlived the call")
+	}
+}
+
+// boomResp is a response whose Discard panics.
+type boomResp struct{}
+
+func (boomResp) Discard() { panic("discard boom") }
+
+func TestRegressDiscardPanicOnAHedgeGoroutineReachesCaller(t *testing.T) {
+	f := clock.NewFake(time.Unix(0, 0))
+	hedgeRunning := make(chan struct{})
+	tr := &tries{byIndex: map[int]func(context.Context) (any, error){
+		0: func(context.Context) (any, error) { <-hedgeRunning; return "primary", nil },
+		1: func(ctx context.Context) (any, error) {
+			close(hedgeRunning)
+			<-ctx.Done() // lost: its response is dropped
+			return boomResp{}, nil
+		},
+	}}
+	ep := chain(New(FixedDelay(time.Millisecond), WithClock(f)), nil, tr.endpoint)
+	if _, p, _ := race(t, f, ep, context.Background()); p != "discard boom" {
+		t.Fatalf("panicked with %v", p)
+	}
+}
+
+func TestRegressCancellationAroundTheHedgeTimer(t *testing.T) {
+	// The caller cancels at about the time hedges fire and tries end:
+	// every call must return promptly, leave nothing running (goleak),
+	// report either a try's result or the cancellation, and tell its
+	// observer what its timeline says.
+	op := func(ctx context.Context, _ any) (any, error) {
+		select {
+		case <-time.After(time.Duration(time.Now().UnixNano()%3000) * time.Microsecond):
+			return "done", nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	obs := &streamed{}
+	ep := endpoint.Chain(middleware.Observe("k", middleware.WithObserver(obs)), middleware.Retry(middleware.MaxAttempts(2)),
+		New(FixedDelay(time.Millisecond), MaxHedges(2)), middleware.Classify(nil))(op)
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < 40; i++ {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration((w*40+i)%25)*100*time.Microsecond)
+				start := time.Now()
+				resp, err := ep(ctx, nil)
+				cancel()
+				if took := time.Since(start); took > time.Second {
+					t.Errorf("call took %v", took)
+				}
+				if (resp == "done") == (err != nil) {
+					t.Errorf("resp %v err %v", resp, err)
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	type verdict struct {
+		outcome timeline.Outcome
+		reason  string
+	}
+	count := map[verdict]int{}
+	for _, r := range obs.recs {
+		count[verdict{r.Outcome, r.Reason}]++
+	}
+	for _, tl := range obs.finals {
+		for _, r := range tl.Attempts {
+			count[verdict{r.Outcome, r.Reason}]--
+		}
+	}
+	for v, n := range count {
+		if n != 0 {
+			t.Errorf("%s/%s: %d more streamed than in the timelines", v.outcome, v.reason, n)
+		}
+	}
+}
