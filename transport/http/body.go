@@ -153,11 +153,7 @@ type body struct {
 	rc  io.ReadCloser
 	try *try
 
-	// Set by peek: closed once the head of the body has been read into
-	// head (then headErr, io.EOF at its end, is the error after it).
-	peeked  chan struct{}
-	head    []byte
-	headErr error
+	ahead *ahead // set by peek
 
 	mu      sync.Mutex
 	cancels []context.CancelFunc
@@ -168,29 +164,54 @@ type body struct {
 // try that may be retried, in a goroutine that ends with that read, so
 // that a short body is read to its end and its connection goes back to
 // the pool while the retry loop waits, before the next try needs one. The
-// bytes read are kept and read first: the body stays whole.
+// bytes read ahead are read first, as they arrive: the body stays whole
+// and streamed.
 func (b *body) peek() {
-	b.peeked = make(chan struct{})
+	a := &ahead{}
+	a.cond.L = &a.mu
+	b.ahead = a
 	go func() {
-		defer close(b.peeked)
-		data, err := io.ReadAll(io.LimitReader(b.rc, maxDrain+1))
-		if err == nil && len(data) <= maxDrain {
-			err = io.EOF
+		chunk := make([]byte, 4<<10)
+		for total := 0; ; {
+			n, err := b.rc.Read(chunk)
+			total += n
+			a.mu.Lock()
+			a.buf = append(a.buf, chunk[:n]...)
+			a.err, a.done = err, err != nil || total > maxDrain
+			done := a.done
+			a.mu.Unlock()
+			a.cond.Broadcast()
+			if done {
+				return
+			}
 		}
-		b.head, b.headErr = data, err
 	}()
 }
 
+// ahead is the head of a body, read ahead by peek.
+type ahead struct {
+	mu   sync.Mutex
+	cond sync.Cond
+	buf  []byte // read ahead, not yet read by the caller
+	err  error  // the error that ended the read ahead, if any
+	done bool   // no more is read ahead; the body goes on if err is nil
+}
+
 func (b *body) Read(p []byte) (int, error) {
-	if b.peeked != nil {
-		<-b.peeked
-		if len(b.head) > 0 {
-			n := copy(p, b.head)
-			b.head = b.head[n:]
-			return n, nil
+	if a := b.ahead; a != nil {
+		a.mu.Lock()
+		for len(a.buf) == 0 && !a.done {
+			a.cond.Wait()
 		}
-		if b.headErr != nil {
-			return 0, b.headErr
+		n := copy(p, a.buf)
+		a.buf = a.buf[n:]
+		err, rest := a.err, len(a.buf) > 0
+		a.mu.Unlock()
+		switch {
+		case n > 0 || rest:
+			return n, nil
+		case err != nil:
+			return 0, err
 		}
 	}
 	return b.rc.Read(p)

@@ -813,3 +813,36 @@ func TestRegressBlockingGetBodyAndDoneContext(t *testing.T) {
 		t.Fatalf("err %v; body closed %v; %d requests", err, body.closed.Load(), srv2.requests())
 	}
 }
+
+// Hostile: the body of a final failed response streams like net/http's,
+// even while the transport peeks at it: the bytes that arrived are
+// readable before the rest comes.
+func TestRegressPeekedBodyStillStreams(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprint(w, "first ")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		fmt.Fprint(w, "rest")
+	}))
+	defer srv.Close()
+	defer close(release)
+	exec := recourse.NewExecutor(recourse.WithPolicy("k", policy.MaxAttempts(1)))
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	resp, err := client(t, exec, "k").Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	within(t, 2*time.Second, func() { resp.Body.Close() }, func() {
+		buf := make([]byte, 64)
+		n, err := resp.Body.Read(buf)
+		if string(buf[:n]) != "first " {
+			t.Errorf("first read %q, %v", buf[:n], err)
+		}
+	})
+}
