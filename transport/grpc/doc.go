@@ -31,5 +31,7 @@
 // message then form one try, repeated under the policy. Once a message has
 // been received, errors go to the caller unretried. Client- and
 // bidirectional-streaming calls retry only the opening of the stream.
-// Streams are never hedged.
+// Streams are never hedged. A stream's grpc.OnFinish functions run once,
+// when the stream the call returned ends (or with the call's error when
+// every try failed), never for the tries that were retried.
 package rgrpc

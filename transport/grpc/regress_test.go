@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -322,5 +323,58 @@ func TestRegressFinishedClientAndBidiStreamsReleaseTheirDeadlines(t *testing.T) 
 	}
 	if spy.last(t).Err() == nil {
 		t.Error("one-answer stream: its try's context is still live after its answer")
+	}
+}
+
+func TestRegressRetriedStreamCallsOnFinishOnce(t *testing.T) {
+	c, hs := setup(t, recourse.NewExecutor(fast(3)), map[string][]step{"watch": {{code: codes.Unavailable}}})
+	var mu sync.Mutex
+	var finished []error
+	onFinish := grpc.OnFinish(func(err error) {
+		mu.Lock()
+		finished = append(finished, err)
+		mu.Unlock()
+	})
+	stream, err := c.Watch(context.Background(), &healthpb.HealthCheckRequest{Service: "watch"}, onFinish)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil || hs.count("watch") != 2 {
+		t.Fatalf("first message err %v after %d streams", err, hs.count("watch"))
+	}
+	mu.Lock()
+	if len(finished) != 0 {
+		t.Errorf("OnFinish called %v while the stream is still open", finished)
+	}
+	mu.Unlock()
+	if _, err := stream.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("second Recv err %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(finished) != 1 || status.Code(finished[0]) != codes.Unavailable || finished[0].Error() != "rpc error: code = Unavailable desc = dropped after the first message" {
+		t.Fatalf("OnFinish called with %v, want once with the stream's end", finished)
+	}
+}
+
+func TestRegressFailedStreamCallsOnFinishOnce(t *testing.T) {
+	c, hs := setup(t, recourse.NewExecutor(fast(2)), map[string][]step{"down": {{code: codes.Unavailable}, {code: codes.Unavailable}}})
+	var mu sync.Mutex
+	var finished []error
+	stream, err := c.Watch(context.Background(), &healthpb.HealthCheckRequest{Service: "down"}, grpc.OnFinish(func(err error) {
+		mu.Lock()
+		finished = append(finished, err)
+		mu.Unlock()
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); status.Code(err) != codes.Unavailable || hs.count("down") != 2 {
+		t.Fatalf("err %v after %d streams", err, hs.count("down"))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(finished) != 1 || status.Code(finished[0]) != codes.Unavailable {
+		t.Fatalf("OnFinish called with %v, want once", finished)
 	}
 }

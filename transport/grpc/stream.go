@@ -26,14 +26,12 @@ func StreamClientInterceptor(exec *recourse.Executor, opts ...Option) grpc.Strea
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, callOpts ...grpc.CallOption) (grpc.ClientStream, error) {
 		key := cfg.keyFor(method)
 		ctx = endpoint.WithoutHedging(ctx)
-		o := &opening{desc: desc, cc: cc, method: method, streamer: streamer, opts: callOpts}
+		o := &opening{desc: desc, cc: cc, method: method, streamer: streamer}
+		o.opts, o.onFinish = withoutOnFinish(callOpts)
 		if desc.ClientStreams {
 			// The client sends many messages: only opening is retried.
 			resp, err := opens.get(key)(ctx, o)
-			if err != nil {
-				return nil, original(err)
-			}
-			return resp.(*openStream), nil
+			return o.opened(resp, err)
 		}
 		return &lazyStream{ctx: ctx, first: firsts.get(key), o: o}, nil
 	}
@@ -45,12 +43,114 @@ type opening struct {
 	cc       *grpc.ClientConn
 	method   string
 	streamer grpc.Streamer
-	opts     []grpc.CallOption
+	opts     []grpc.CallOption // the caller's, without onFinish
+	onFinish []func(error)     // the caller's grpc.OnFinish functions
 
 	// For server streams: what the caller sent before the first receive.
 	sent      []any
 	closeSend bool
 	recvInto  any // the caller's first message, nil to open only
+}
+
+// withoutOnFinish takes the grpc.OnFinish options out of opts. Each try
+// gets its own instead (tryFinish), and the caller's run once per call:
+// when the stream the call returns ends, or with the call's error when no
+// stream is returned. opts itself is returned when it holds none.
+func withoutOnFinish(opts []grpc.CallOption) ([]grpc.CallOption, []func(error)) {
+	var fns []func(error)
+	var rest []grpc.CallOption
+	for i, o := range opts {
+		var f func(error)
+		switch o := o.(type) {
+		case grpc.OnFinishCallOption:
+			f = o.OnFinish
+		case *grpc.OnFinishCallOption:
+			f = o.OnFinish
+		default:
+			if rest != nil {
+				rest = append(rest, o)
+			}
+			continue
+		}
+		if rest == nil {
+			rest = append(make([]grpc.CallOption, 0, len(opts)), opts[:i]...)
+		}
+		fns = append(fns, f)
+	}
+	if rest == nil {
+		return opts, nil
+	}
+	return rest, fns
+}
+
+// tryOpts returns the call options of one try, and the try's tryFinish
+// when the caller asked for OnFinish.
+func (o *opening) tryOpts(extra ...grpc.CallOption) ([]grpc.CallOption, *tryFinish) {
+	opts := append(o.opts[:len(o.opts):len(o.opts)], extra...)
+	if len(o.onFinish) == 0 {
+		return opts, nil
+	}
+	tf := &tryFinish{fns: o.onFinish}
+	return append(opts, grpc.OnFinish(tf.done)), tf
+}
+
+// opened ends the call of the chain that opens a stream: the stream, or
+// the error (after which the caller's OnFinish functions run).
+func (o *opening) opened(resp any, err error) (*openStream, error) {
+	if err != nil {
+		err = original(err)
+		endpoint.Discard(resp)
+		for _, f := range o.onFinish {
+			f(err)
+		}
+		return nil, err
+	}
+	s := resp.(*openStream)
+	s.finish.choose()
+	return s, nil
+}
+
+// tryFinish is the OnFinish of one try of a stream: it passes the end of
+// the stream to the caller's OnFinish functions only if the call returned
+// that try's stream.
+type tryFinish struct {
+	fns []func(error)
+
+	mu       sync.Mutex
+	chosen   bool
+	finished bool
+	err      error
+}
+
+// done is the try's grpc.OnFinish.
+func (t *tryFinish) done(err error) {
+	t.mu.Lock()
+	chosen := t.chosen
+	t.finished, t.err = true, err
+	t.mu.Unlock()
+	if chosen {
+		t.report(err)
+	}
+}
+
+// choose marks the try as the one the call returned.
+func (t *tryFinish) choose() {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	t.chosen = true
+	finished, err := t.finished, t.err
+	t.mu.Unlock()
+	if finished {
+		t.report(err)
+	}
+}
+
+func (t *tryFinish) report(err error) {
+	for _, f := range t.fns {
+		f(err)
+	}
 }
 
 // openStream is an opened stream as a try's response: it owns the
@@ -61,6 +161,7 @@ type openStream struct {
 	// single: the server answers one message, so a receive that returns
 	// it ends the stream (client streaming, or a desc with neither flag).
 	single  bool
+	finish  *tryFinish // nil unless the caller asked for OnFinish
 	mu      sync.Mutex
 	cancels []context.CancelFunc
 	ended   bool
@@ -105,22 +206,24 @@ func (s *openStream) RecvMsg(m any) error {
 func openAttempt(ctx context.Context, request any) (any, error) {
 	o := request.(*opening)
 	var trailer metadata.MD
-	cs, err := o.streamer(ctx, o.desc, o.cc, o.method, append(o.opts[:len(o.opts):len(o.opts)], grpc.Trailer(&trailer))...)
+	opts, tf := o.tryOpts(grpc.Trailer(&trailer))
+	cs, err := o.streamer(ctx, o.desc, o.cc, o.method, opts...)
 	if err != nil {
 		return nil, classify(err, trailer)
 	}
-	return &openStream{ClientStream: cs, single: !o.desc.ServerStreams}, nil
+	return &openStream{ClientStream: cs, single: !o.desc.ServerStreams, finish: tf}, nil
 }
 
 // firstAttempt opens a server stream, sends what the caller sent, and
 // receives the first message: one try.
 func firstAttempt(ctx context.Context, request any) (any, error) {
 	o := request.(*opening)
-	cs, err := o.streamer(ctx, o.desc, o.cc, o.method, o.opts...)
+	opts, tf := o.tryOpts()
+	cs, err := o.streamer(ctx, o.desc, o.cc, o.method, opts...)
 	if err != nil {
 		return nil, classify(err, nil)
 	}
-	s := &openStream{ClientStream: cs, single: !o.desc.ServerStreams}
+	s := &openStream{ClientStream: cs, single: !o.desc.ServerStreams, finish: tf}
 	fail := func(err error) (any, error) {
 		s.Discard()
 		return nil, classify(err, cs.Trailer())
@@ -169,13 +272,8 @@ func (l *lazyStream) open(recvInto any) (first bool, err error) {
 		return false, l.err
 	}
 	l.o.recvInto = recvInto
-	resp, err := l.first(l.ctx, l.o)
-	if err != nil {
-		l.err = original(err)
-		return true, l.err
-	}
-	l.cs = resp.(*openStream)
-	return true, nil
+	l.cs, l.err = l.o.opened(l.first(l.ctx, l.o))
+	return true, l.err
 }
 
 func (l *lazyStream) stream() *openStream {
