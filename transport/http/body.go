@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -44,15 +45,26 @@ func causeOf(ctx context.Context) error {
 // the values and deadline of the chain's context and ends when that
 // context ends, but only through try, so that a response which outlives
 // the chain's contexts (a final failed status, returned to the caller
-// after the chain cancelled its tries) keeps its body readable.
+// after the chain cancelled its tries) keeps its body readable. Its Err
+// is the chain context's (context.DeadlineExceeded when a deadline ended
+// it, as HTTP/2 reports), its Cause the chain context's cause.
 type tryContext struct {
 	context.Context // a cancelable context without a deadline
 	deadline        time.Time
 	hasDeadline     bool
+	err             atomic.Pointer[error] // set once, just before the cancel
 }
 
 // Deadline returns the deadline of the chain's context.
 func (c *tryContext) Deadline() (time.Time, bool) { return c.deadline, c.hasDeadline }
+
+// Err returns why the context ended, or nil.
+func (c *tryContext) Err() error {
+	if c.Context.Err() == nil {
+		return nil
+	}
+	return *c.err.Load()
+}
 
 // try owns one try's tryContext.
 type try struct {
@@ -67,8 +79,15 @@ func newTry(parent context.Context) *try {
 	tr := &try{cancel: cancel}
 	tr.ctx.Context = base
 	tr.ctx.deadline, tr.ctx.hasDeadline = parent.Deadline()
-	tr.stop = context.AfterFunc(parent, func() { cancel(causeOf(parent)) })
+	tr.stop = context.AfterFunc(parent, func() { tr.end(parent.Err(), causeOf(parent)) })
 	return tr
+}
+
+// end ends the try's context with err and cause, unless it has ended.
+func (tr *try) end(err, cause error) {
+	if tr.ctx.err.CompareAndSwap(nil, &err) {
+		tr.cancel(cause)
+	}
 }
 
 // detach makes the try follow caller (the context of the request passed
@@ -79,9 +98,11 @@ func (tr *try) detach(caller context.Context) {
 	if !tr.stop() {
 		return
 	}
-	tr.stop = context.AfterFunc(caller, func() { tr.cancel(causeOf(caller)) })
+	tr.stop = context.AfterFunc(caller, func() { tr.end(caller.Err(), causeOf(caller)) })
 	if tr.ctx.hasDeadline {
-		tr.timer = time.AfterFunc(time.Until(tr.ctx.deadline), func() { tr.cancel(context.DeadlineExceeded) })
+		tr.timer = time.AfterFunc(time.Until(tr.ctx.deadline), func() {
+			tr.end(context.DeadlineExceeded, context.DeadlineExceeded)
+		})
 	}
 }
 
@@ -91,7 +112,7 @@ func (tr *try) release() {
 	if tr.timer != nil {
 		tr.timer.Stop()
 	}
-	tr.cancel(context.Canceled)
+	tr.end(context.Canceled, context.Canceled)
 }
 
 // response is one try's *http.Response as it travels through the chain.
@@ -128,7 +149,7 @@ func (r *response) Discard() {
 		return
 	}
 	if r.StatusCode != http.StatusSwitchingProtocols && r.ContentLength <= maxDrain {
-		cut := time.AfterFunc(drainTimeout, func() { b.try.cancel(errDiscarded) })
+		cut := time.AfterFunc(drainTimeout, func() { b.try.end(context.Canceled, errDiscarded) })
 		_, _ = io.CopyN(io.Discard, b, maxDrain+1)
 		cut.Stop()
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/recourse-go/recourse"
+	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/policy"
 )
 
@@ -845,4 +846,89 @@ func TestRegressPeekedBodyStillStreams(t *testing.T) {
 			t.Errorf("first read %q, %v", buf[:n], err)
 		}
 	})
+}
+
+// Hostile: over HTTP/2, a final failed body is whole, a stalled hedge is
+// cancelled, and many concurrent calls mixing retries, hedges, failures
+// and timeouts neither race, leak nor mix bodies.
+func TestRegressHTTP2AndConcurrentCalls(t *testing.T) {
+	var seen sync.Map // id -> struct{}: the first request of each call misbehaves
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.URL.Query().Get("id")
+		if r.URL.Path == "/big503" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.Copy(w, &pattern{n: 300 << 10})
+			return
+		}
+		if _, again := seen.LoadOrStore(id, struct{}{}); !again {
+			i, _ := strconv.Atoi(id)
+			switch i % 4 {
+			case 0: // stall: a hedge or the per-attempt timeout ends it
+				select {
+				case <-r.Context().Done():
+				case <-time.After(5 * time.Second):
+				}
+				return
+			case 1:
+				http.Error(w, "busy "+id, http.StatusServiceUnavailable)
+				return
+			case 2:
+				http.Error(w, "gone "+id, http.StatusNotFound)
+				return
+			}
+		}
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "ok %s %s", id, b)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	base := srv.Client().Transport.(*http.Transport)
+	t.Cleanup(base.CloseIdleConnections)
+	exec := recourse.NewExecutor(recourse.WithPolicy("k", fastRetries(3), policy.TimeoutPerAttempt(time.Second),
+		policy.WithHedge(policy.HedgePolicy{Enabled: true, Delay: 30 * time.Millisecond, MaxHedges: 1})))
+	c := &http.Client{Transport: NewTransport(exec, "k", base)}
+
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/big503", nil)
+	resp, body, _ := do(t, c, req)
+	if resp.ProtoMajor != 2 || resp.StatusCode != 503 || len(body) != 300<<10 || sha256.Sum256([]byte(body)) != patternSum(300<<10) {
+		t.Fatalf("%s %d, %d bytes", resp.Proto, resp.StatusCode, len(body))
+	}
+
+	// The caller's deadline is reported as such over HTTP/2 too.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	req, _ = http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/?id=-4", nil)
+	if _, err := c.Do(req); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err %v, want context.DeadlineExceeded", err)
+	}
+
+	var wg sync.WaitGroup
+	for g := 0; g < 100; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := strconv.Itoa(g)
+			method := http.MethodPut
+			if g%3 == 0 {
+				method = http.MethodPost
+			}
+			req, _ := http.NewRequest(method, srv.URL+"/?id="+id, io.NopCloser(strings.NewReader("body-"+id)))
+			resp, err := c.Do(req)
+			if err != nil {
+				// A POST gets one try: a stalled one times out.
+				if method != http.MethodPost || !errors.Is(err, middleware.ErrAttemptTimeout) {
+					t.Errorf("call %s: %v", id, err)
+				}
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			want := map[int]string{200: "ok " + id + " body-" + id, 503: "busy " + id + "\n", 404: "gone " + id + "\n"}[resp.StatusCode]
+			if err != nil || string(b) != want {
+				t.Errorf("call %s: %d %q, %v", id, resp.StatusCode, b, err)
+			}
+		}()
+	}
+	wg.Wait()
 }
