@@ -21,6 +21,7 @@ import (
 	"github.com/recourse-go/recourse"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/policy"
+	"github.com/recourse-go/recourse/timeline"
 )
 
 // within runs f and fails the test if it has not returned after d; stop
@@ -928,6 +929,118 @@ func TestRegressHTTP2AndConcurrentCalls(t *testing.T) {
 			if err != nil || string(b) != want {
 				t.Errorf("call %s: %d %q, %v", id, resp.StatusCode, b, err)
 			}
+		}()
+	}
+	wg.Wait()
+}
+
+// Hostile: Retry-After values that are garbage, negative, fractional or
+// in the past never stall the retry loop or break the call.
+func TestRegressRetryAfterGarbage(t *testing.T) {
+	for _, v := range []string{"-5", "1.5", "soon", "Wed, 21 Oct 2015 07:28:00 GMT", "0", " ", "99999999999999999999999999"} {
+		t.Run(v, func(t *testing.T) {
+			srv := newServer(t, 503, 200)
+			srv.headers = []http.Header{{"Retry-After": {v}}}
+			exec := recourse.NewExecutor(recourse.WithPolicy("k", fastRetries(2), policy.MaxRetryAfter(time.Second)))
+			req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+			start := time.Now()
+			resp, err := client(t, exec, "k").Do(req)
+			if v == "99999999999999999999999999" {
+				if !errors.Is(err, middleware.ErrPushbackTooLong) {
+					t.Fatalf("err %v", err)
+				}
+				return
+			}
+			if err != nil || resp.StatusCode != 200 || time.Since(start) > time.Second {
+				t.Fatalf("err %v after %v", err, time.Since(start))
+			}
+			resp.Body.Close()
+		})
+	}
+}
+
+// Hostile: a success body that trickles is still bounded by the
+// policy's per-attempt deadline after RoundTrip returns.
+func TestRegressTricklingBodyBoundedByDeadline(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for r.Context().Err() == nil {
+			if _, err := w.Write([]byte("x")); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			time.Sleep(10 * time.Millisecond)
+		}
+	}))
+	defer srv.Close()
+	exec := recourse.NewExecutor(recourse.WithPolicy("k", fastRetries(2), policy.TimeoutPerAttempt(100*time.Millisecond)))
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	resp, err := client(t, exec, "k").Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	within(t, 3*time.Second, srv.CloseClientConnections, func() {
+		if _, err := io.ReadAll(resp.Body); err == nil {
+			t.Error("a trickling body outlived the per-attempt deadline")
+		}
+	})
+}
+
+// Hostile: a server answering garbage fails the call with an error after
+// the policy's tries; the next healthy call succeeds.
+func TestRegressGarbageServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer ln.Close()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = conn.Write([]byte("SSH-2.0-not-http\r\n\r\n"))
+			conn.Close()
+		}
+	}()
+	exec := recourse.NewExecutor(recourse.WithPolicy("k", fastRetries(3)))
+	c := client(t, exec, "k")
+	ctx, capture := timeline.Record(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ln.Addr().String(), nil)
+	if _, err := c.Do(req); err == nil || len(capture.Timeline().Attempts) != 3 {
+		t.Fatalf("err %v, %d attempts", err, len(capture.Timeline().Attempts))
+	}
+	srv := newServer(t)
+	req, _ = http.NewRequest(http.MethodGet, srv.URL, nil)
+	if resp, body, _ := do(t, c, req); resp.StatusCode != 200 || body != "reply 1" {
+		t.Fatalf("status %d body %q", resp.StatusCode, body)
+	}
+}
+
+// Hostile: a zero Transport used from many goroutines at once sets
+// itself up once, without a race.
+func TestRegressZeroTransportConcurrentFirstUse(t *testing.T) {
+	srv := newServer(t)
+	t.Cleanup(http.DefaultTransport.(*http.Transport).CloseIdleConnections)
+	var tr Transport
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
 		}()
 	}
 	wg.Wait()
