@@ -15,9 +15,9 @@ import (
 // compile resolves and compiles key's policy, applying the missing-policy
 // and missing-classifier modes. It never fails: a refusal is compiled into
 // a chain that refuses.
-func (e *Executor) compile(ctx context.Context, key string) *entry {
+func (e *Executor) compile(key string, ans answer) *entry {
 	attrs := map[string]string{}
-	p, refusal := e.resolve(ctx, key, attrs)
+	p, refusal := e.resolve(key, ans, attrs)
 	p.Key = policy.ParseKey(key)
 	np, clamped := p.Normalize()
 	if len(clamped) > 0 {
@@ -41,10 +41,10 @@ func (e *Executor) compile(ctx context.Context, key string) *entry {
 		Attributes: attrs,
 		NoRecover:  e.opts.NoPanicRecovery,
 	}
-	if refusal == nil {
-		refusal = e.shared(key, np, &comp, attrs)
-	}
 	en := &entry{key: key}
+	if refusal == nil {
+		refusal = e.shared(key, np, &comp, en, attrs)
+	}
 	if refusal == nil {
 		c, err := comp.Compile(np)
 		if err == nil {
@@ -69,8 +69,15 @@ func (e *Executor) compile(ctx context.Context, key string) *entry {
 // refuse is the chain of a key whose calls may not run: it records one
 // refused attempt and returns err.
 func refuse(err error) endpoint.Middleware {
-	reason := timeline.ReasonNoPolicy
-	if !errors.Is(err, ErrNoPolicy) {
+	var reason string
+	switch {
+	case errors.Is(err, ErrNoPolicy):
+		reason = timeline.ReasonNoPolicy
+	case errors.Is(err, context.Canceled):
+		reason = timeline.ReasonCanceled
+	case errors.Is(err, context.DeadlineExceeded):
+		reason = timeline.ReasonTimeout
+	default:
 		reason = timeline.ReasonNonRetryable
 	}
 	return func(endpoint.Endpoint) endpoint.Endpoint {

@@ -19,6 +19,22 @@ var ErrNoTrigger = errors.New("recourse: no such hedge trigger")
 // the executor lacks and the missing-classifier mode is FailureDeny.
 var ErrNoClassifier = errors.New("recourse: no such classifier")
 
+// ErrNilContext is returned (wrapped, naming the key) by a call given a
+// nil context.Context; the call is not made. Pass context.Background() or
+// context.TODO() instead. (The standard library panics on a nil Context;
+// recourse returns an error, so that a resilience wrapper never crashes
+// its caller.)
+var ErrNilContext = errors.New("recourse: nil Context")
+
+// ErrNilExecutor is returned (wrapped, naming the key) by a call on a nil
+// *Executor. The zero Executor (var e recourse.Executor) is usable; a nil
+// pointer to one is not.
+var ErrNilExecutor = errors.New("recourse: nil *Executor")
+
+// ErrNilOperation is returned (wrapped, naming the key) by a call given a
+// nil operation or a nil go-kit endpoint to decorate.
+var ErrNilOperation = errors.New("recourse: nil operation")
+
 // NoPolicyError reports a call refused for want of a policy.
 type NoPolicyError struct {
 	Key string

@@ -2,9 +2,12 @@ package recourse
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
@@ -14,24 +17,35 @@ import (
 	"github.com/recourse-go/recourse/timeline"
 )
 
-// maxCachedKeys bounds the per-key cache. Keys are meant to be of low
-// cardinality; past this many, chains for new keys are compiled per call
-// (correct, slower) instead of growing the cache without bound.
-const maxCachedKeys = 4096
+// DefaultMaxKeys is the default bound of an executor's per-key cache (see
+// WithMaxKeys). Keys are meant to be of low cardinality: a few hundred
+// call sites, not one key per user or request.
+const DefaultMaxKeys = 4096
 
 // Executor runs calls under per-key policies. It resolves a key's policy
 // once, compiles it into a decorator chain, and caches the chain: after
 // the first call for a key, a call reads the cache without taking a lock.
 // The cache follows providers that implement policy.Versioned.
 //
+// The cache is bounded (WithMaxKeys). Past the bound, keys idle since the
+// previous eviction sweep are evicted with their breaker and latency
+// tracker; keys in use keep their chain and state. A key seen only once
+// is the first to go, so a burst of one-off keys cannot push out the keys
+// that carry traffic.
+//
 // An Executor is safe for concurrent use. Its zero value is ready to use
 // and behaves like NewExecutor(): every key runs under policy.Defaults().
+// Calls on a nil *Executor return an error wrapping ErrNilExecutor.
 type Executor struct {
 	opts      Options
 	versioned policy.Versioned // opts.Provider, if it reports versions
 
-	mu      sync.Mutex                        // serialises cache writers
-	entries atomic.Pointer[map[string]*entry] // copy-on-write
+	cache sync.Map // key → *entry, read without locking
+
+	mu      sync.Mutex // serialises cache writers and the fields below
+	size    int        // entries in cache
+	limit   int        // size past which the next insert sweeps
+	flights map[string]*flight
 
 	stateMu  sync.Mutex // guards the per-key state below (compile time only)
 	breakers map[string]*keyBreaker
@@ -46,6 +60,22 @@ type entry struct {
 	refusal  error               // why they are, if they are
 	mw       endpoint.Middleware // the chain, for Endpoint/Middleware
 	ep       endpoint.Endpoint   // the chain over the Do/DoValue terminal
+
+	// transient marks a chain compiled after a transient provider error
+	// (or from the last good policy kept through one): it serves calls
+	// until retryAt on the executor's clock, then the provider is asked
+	// again.
+	transient bool
+	retryAt   time.Time
+
+	// The key's shared state the chain uses, re-registered when the entry
+	// is cached so that an eviction racing a recompilation loses nothing.
+	breaker *keyBreaker
+	tracker *hedge.LatencyTracker
+
+	// used is set by calls and cleared by eviction sweeps: an entry not
+	// used between two sweeps is idle. A new entry starts unused.
+	used atomic.Bool
 }
 
 // NewExecutor returns an executor configured by opts. With no options,
@@ -59,12 +89,15 @@ func NewExecutor(opts ...Option) *Executor {
 		Clock:             clock.Real{},
 	}
 	for _, opt := range opts {
-		opt(&o)
+		if opt != nil {
+			opt(&o)
+		}
 	}
 	o.Clock = clock.Or(o.Clock)
 	if o.Classifier == nil {
 		o.Classifier = middleware.DefaultClassifier
 	}
+	o.Observer = timeline.Multi(o.Observer) // drops nil and nil-pointer observers
 	e := &Executor{opts: o}
 	e.versioned, _ = o.Provider.(policy.Versioned)
 	return e
@@ -96,60 +129,213 @@ func (e *Executor) version() uint64 {
 	return e.versioned.Version()
 }
 
-// lookup returns key's entry, building it on the first call.
+func (e *Executor) now() time.Time { return clock.Or(e.opts.Clock).Now() }
+
+func (e *Executor) maxKeys() int {
+	if e.opts.MaxKeys > 0 {
+		return e.opts.MaxKeys
+	}
+	return DefaultMaxKeys
+}
+
+// fresh reports whether en may serve calls: compiled at the provider's
+// current version and, if transient, before its retry time.
+func (e *Executor) fresh(en *entry) bool {
+	return (e.versioned == nil || en.version == e.version()) &&
+		(!en.transient || e.now().Before(en.retryAt))
+}
+
+// lookup returns key's entry, building it when there is none or it is
+// stale. ctx is the caller's: it bounds only this caller's wait.
 func (e *Executor) lookup(ctx context.Context, key string) *entry {
-	if m := e.entries.Load(); m != nil {
-		if en, ok := (*m)[key]; ok && (e.versioned == nil || en.version == e.version()) {
+	if v, ok := e.cache.Load(key); ok {
+		if en := v.(*entry); e.fresh(en) {
+			if !en.used.Load() {
+				en.used.Store(true)
+			}
 			return en
 		}
 	}
 	return e.build(ctx, key)
 }
 
+// build resolves and compiles key's chain and caches it. Keys that go to
+// the provider are resolved once for all concurrent callers (see flight).
 func (e *Executor) build(ctx context.Context, key string) *entry {
 	version := e.version() // read first: a change during resolution rebuilds next call
-	en := e.compile(ctx, key)
-	en.version = version
+	if _, static := e.opts.Policies[key]; static || e.opts.Provider == nil {
+		en := e.compile(key, answer{})
+		en.version = version
+		return e.store(key, en)
+	}
+	if ctx.Value(resolvingKey{e, key}) != nil {
+		// The provider, resolving key, called back into the executor for
+		// key: waiting for the lookup would wait for itself.
+		return e.compile(key, answer{err: errReentrant(key)})
+	}
+	e.mu.Lock()
+	f := e.flights[key]
+	if f == nil {
+		f = e.startFlight(ctx, key, version)
+	}
+	e.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.en
+	default:
+	}
+	if done := ctx.Done(); done != nil {
+		select {
+		case <-f.done:
+		case <-done:
+			return e.refused(key, ctx.Err())
+		}
+	}
+	<-f.done
+	return f.en
+}
 
+// store caches en as key's entry and returns the entry calls should use:
+// en, or one cached meanwhile from the same version.
+func (e *Executor) store(key string, en *entry) *entry {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	old := e.entries.Load()
-	var n int
-	if old != nil {
-		n = len(*old)
-		if cur, ok := (*old)[key]; ok && cur.version == version {
+	if v, ok := e.cache.Load(key); ok {
+		cur := v.(*entry)
+		if cur.version == en.version && e.fresh(cur) {
 			return cur // another caller won the race; keep one chain per key
 		}
+		en.used.Store(true) // a recompiled key is a key in use
+	} else {
+		e.size++
 	}
-	if n >= maxCachedKeys {
-		return en
+	e.cache.Store(key, en)
+	e.register(key, en)
+	if e.limit == 0 {
+		e.limit = e.maxKeys()
 	}
-	m := make(map[string]*entry, n+1)
-	if old != nil {
-		for k, v := range *old {
-			m[k] = v
-		}
+	if e.size > e.limit {
+		e.sweep(key)
 	}
-	m[key] = en
-	e.entries.Store(&m)
 	return en
 }
 
-// Do runs op under key's policy and returns its final error.
+// register makes en's breaker and tracker key's, if key has none (an
+// eviction may have dropped them while en was being compiled).
+func (e *Executor) register(key string, en *entry) {
+	if en.breaker == nil && en.tracker == nil {
+		return
+	}
+	e.stateMu.Lock()
+	defer e.stateMu.Unlock()
+	if en.breaker != nil {
+		if _, ok := e.breakers[key]; !ok {
+			if e.breakers == nil {
+				e.breakers = make(map[string]*keyBreaker)
+			}
+			e.breakers[key] = en.breaker
+		}
+	}
+	if en.tracker != nil {
+		if _, ok := e.trackers[key]; !ok {
+			if e.trackers == nil {
+				e.trackers = make(map[string]*hedge.LatencyTracker)
+			}
+			e.trackers[key] = en.tracker
+		}
+	}
+}
+
+// sweep evicts every entry not used since the previous sweep (but keep,
+// just inserted) with its key's breaker and tracker, and marks the rest
+// unused. If the keys in use alone exceed twice the bound, arbitrary ones
+// go too. The next sweep is due after at least maxKeys/8 more inserts, so
+// sweeping costs O(1) per insert, amortised. e.mu is held.
+func (e *Executor) sweep(keep string) {
+	max := e.maxKeys()
+	var evicted []string
+	evict := func(k, v any) {
+		if e.cache.CompareAndDelete(k, v) {
+			e.size--
+			evicted = append(evicted, k.(string))
+		}
+	}
+	e.cache.Range(func(k, v any) bool {
+		if k == keep {
+			return true
+		}
+		if en := v.(*entry); en.used.Load() {
+			en.used.Store(false)
+		} else {
+			evict(k, v)
+		}
+		return true
+	})
+	if e.size > 2*max {
+		e.cache.Range(func(k, v any) bool {
+			if k != keep {
+				evict(k, v)
+			}
+			return e.size > max
+		})
+	}
+	e.limit = e.size + max/8 + 1
+	if e.limit < max {
+		e.limit = max
+	}
+	if len(evicted) == 0 {
+		return
+	}
+	e.stateMu.Lock()
+	defer e.stateMu.Unlock()
+	for _, k := range evicted {
+		delete(e.breakers, k)
+		delete(e.trackers, k)
+	}
+}
+
+// Do runs op under key's policy and returns its final error. A nil ctx,
+// op or e is an error (ErrNilContext, ErrNilOperation, ErrNilExecutor)
+// naming key; the call is not made.
 func (e *Executor) Do(ctx context.Context, key string, op func(context.Context) error) error {
+	if err := e.check(ctx, key, op == nil); err != nil {
+		return err
+	}
 	_, err := e.lookup(ctx, key).ep(ctx, op)
 	return err
 }
 
-// DoWithTimeline is Do that also returns the call's timeline.
+// check returns the error for a nil executor, context or operation.
+func (e *Executor) check(ctx context.Context, key string, nilOp bool) error {
+	switch {
+	case e == nil:
+		return fmt.Errorf("%w (key %q)", ErrNilExecutor, key)
+	case ctx == nil:
+		return fmt.Errorf("%w (key %q)", ErrNilContext, key)
+	case nilOp:
+		return fmt.Errorf("%w (key %q)", ErrNilOperation, key)
+	}
+	return nil
+}
+
+// DoWithTimeline is Do that also returns the call's timeline (nil when
+// the call was not made).
 func (e *Executor) DoWithTimeline(ctx context.Context, key string, op func(context.Context) error) (*timeline.Timeline, error) {
+	if err := e.check(ctx, key, op == nil); err != nil {
+		return nil, err
+	}
 	ctx, c := timeline.Record(ctx)
 	err := e.Do(ctx, key, op)
 	return c.Timeline(), err
 }
 
-// DoValueWith runs op under key's policy on executor e.
+// DoValueWith runs op under key's policy on executor e. Nil arguments are
+// errors, as for Executor.Do.
 func DoValueWith[T any](ctx context.Context, e *Executor, key string, op func(context.Context) (T, error)) (T, error) {
+	if err := e.check(ctx, key, op == nil); err != nil {
+		var zero T
+		return zero, err
+	}
 	resp, err := e.lookup(ctx, key).ep(ctx, valueOp[T](op))
 	v, _ := resp.(T)
 	return v, err
@@ -157,6 +343,10 @@ func DoValueWith[T any](ctx context.Context, e *Executor, key string, op func(co
 
 // DoValueWithTimelineWith is DoValueWith that also returns the timeline.
 func DoValueWithTimelineWith[T any](ctx context.Context, e *Executor, key string, op func(context.Context) (T, error)) (T, *timeline.Timeline, error) {
+	if err := e.check(ctx, key, op == nil); err != nil {
+		var zero T
+		return zero, nil, err
+	}
 	ctx, c := timeline.Record(ctx)
 	v, err := DoValueWith(ctx, e, key, op)
 	return v, c.Timeline(), err
@@ -170,11 +360,20 @@ type boundEndpoint struct {
 
 // Endpoint returns next decorated with key's chain, for go-kit. The chain
 // follows policy changes: it is re-applied when the key's policy is
-// recompiled, and otherwise reused without locking.
+// recompiled, and otherwise reused without locking. A nil e or next, or a
+// nil context passed to the endpoint, makes the endpoint return an error
+// (ErrNilExecutor, ErrNilOperation, ErrNilContext) without calling next.
 func (e *Executor) Endpoint(key string, next endpoint.Endpoint) endpoint.Endpoint {
+	if e == nil || next == nil {
+		err := e.check(context.Background(), key, next == nil)
+		return func(context.Context, any) (any, error) { return nil, err }
+	}
 	inner := e.recovering(key, next)
 	var bound atomic.Pointer[boundEndpoint]
 	return func(ctx context.Context, req any) (any, error) {
+		if ctx == nil {
+			return nil, e.check(ctx, key, false)
+		}
 		en := e.lookup(ctx, key)
 		b := bound.Load()
 		if b == nil || b.en != en {
@@ -194,20 +393,140 @@ func (e *Executor) Middleware(key string) endpoint.Middleware {
 // resolving it if no call has yet. The error is why the key's calls are
 // refused, if they are.
 func (e *Executor) Explain(ctx context.Context, key string) (*policy.Compiled, error) {
+	if err := e.check(ctx, key, false); err != nil {
+		return nil, err
+	}
 	en := e.lookup(ctx, key)
 	return en.compiled, en.refusal
 }
 
 // Keys returns the keys whose chains are cached, sorted.
 func (e *Executor) Keys() []string {
-	m := e.entries.Load()
-	if m == nil {
+	if e == nil {
 		return nil
 	}
-	keys := make([]string, 0, len(*m))
-	for k := range *m {
-		keys = append(keys, k)
-	}
+	var keys []string
+	e.cache.Range(func(k, _ any) bool {
+		keys = append(keys, k.(string))
+		return true
+	})
 	sort.Strings(keys)
 	return keys
+}
+
+// resolvingKey marks the context of a provider lookup for key, so a
+// provider calling back into the executor for the same key is detected.
+type resolvingKey struct {
+	e   *Executor
+	key string
+}
+
+// flight is one provider lookup shared by every caller waiting for key.
+type flight struct {
+	done chan struct{} // closed once en is set
+	en   *entry
+	once sync.Once
+}
+
+// startFlight starts the provider lookup of key in its own goroutine,
+// under a context detached from the caller's cancellation (its values
+// kept) and bounded by the provider timeout. The lookup ends when the
+// provider answers or the timeout passes, whichever is first; a provider
+// that ignores its context is left to return on its own. e.mu is held.
+func (e *Executor) startFlight(ctx context.Context, key string, version uint64) *flight {
+	f := &flight{done: make(chan struct{})}
+	if e.flights == nil {
+		e.flights = make(map[string]*flight)
+	}
+	e.flights[key] = f
+	lctx, cancel := context.WithTimeout(context.WithValue(context.WithoutCancel(ctx), resolvingKey{e, key}, true), e.providerTimeout())
+	timeout := e.providerTimeout()
+	stop := context.AfterFunc(lctx, func() {
+		err := fmt.Errorf("recourse: provider lookup for key %q: no answer within %v: %w", key, timeout, lctx.Err())
+		e.finish(f, key, version, answer{err: err})
+	})
+	go func() {
+		defer cancel()
+		p, err := e.fromProvider(lctx, key)
+		if stop() {
+			e.finish(f, key, version, answer{p: p, err: err})
+		}
+	}()
+	return f
+}
+
+func (e *Executor) providerTimeout() time.Duration {
+	if e.opts.ProviderTimeout > 0 {
+		return e.opts.ProviderTimeout
+	}
+	return DefaultProviderTimeout
+}
+
+func (e *Executor) providerErrorBackoff() time.Duration {
+	if e.opts.ProviderErrorBackoff > 0 {
+		return e.opts.ProviderErrorBackoff
+	}
+	return DefaultProviderErrorBackoff
+}
+
+// finish compiles the provider's answer, caches it and wakes f's waiters.
+// A transient error keeps the key's last good chain, if it has one, or
+// compiles the missing-policy chain; either serves until the backoff
+// passes.
+func (e *Executor) finish(f *flight, key string, version uint64, ans answer) {
+	f.once.Do(func() {
+		var en *entry
+		if transient(ans.err) {
+			retryAt := e.now().Add(e.providerErrorBackoff())
+			if v, ok := e.cache.Load(key); ok && v.(*entry).refusal == nil && !v.(*entry).transient {
+				en = v.(*entry).retained(retryAt)
+			} else {
+				en = e.compile(key, ans)
+				en.transient, en.retryAt = true, retryAt
+			}
+		} else {
+			en = e.compile(key, ans)
+		}
+		en.version = version
+		f.en = e.store(key, en)
+		e.mu.Lock()
+		if e.flights[key] == f {
+			delete(e.flights, key)
+		}
+		e.mu.Unlock()
+		close(f.done)
+	})
+}
+
+// retained returns a copy of en that serves until retryAt: the last good
+// chain of a key whose provider failed transiently.
+func (en *entry) retained(retryAt time.Time) *entry {
+	c := &entry{key: en.key, version: en.version, compiled: en.compiled, refusal: en.refusal, mw: en.mw, ep: en.ep,
+		transient: true, retryAt: retryAt, breaker: en.breaker, tracker: en.tracker}
+	c.used.Store(true)
+	return c
+}
+
+// errReentrant is the error of a call made by the provider, while
+// resolving key, for key itself.
+func errReentrant(key string) error {
+	return fmt.Errorf("recourse: the provider called back into the executor for key %q while resolving it", key)
+}
+
+// transient reports whether a provider error may pass: anything but "no
+// such policy" (policy.ErrNotFound), which is an answer.
+func transient(err error) bool {
+	return err != nil && !errors.Is(err, policy.ErrNotFound)
+}
+
+// refused returns a one-call entry whose chain refuses with err.
+func (e *Executor) refused(key string, err error) *entry {
+	attrs := map[string]string{}
+	en := &entry{key: key, refusal: err}
+	en.mw = endpoint.Chain(
+		middleware.Observe(key, middleware.WithObserver(e.opts.Observer), middleware.ObserveClock(e.opts.Clock), middleware.WithAttributes(attrs)),
+		refuse(err),
+	)
+	en.ep = en.mw(e.terminal(key))
+	return en
 }

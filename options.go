@@ -1,6 +1,8 @@
 package recourse
 
 import (
+	"time"
+
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/hedge"
 	"github.com/recourse-go/recourse/middleware"
@@ -74,7 +76,28 @@ type Options struct {
 	// NoPanicRecovery lets panics in operations and classifiers crash the
 	// caller's goroutine instead of becoming *PanicError.
 	NoPanicRecovery bool
+	// MaxKeys bounds the per-key cache of compiled chains, breakers and
+	// latency trackers (see Executor). Default DefaultMaxKeys.
+	MaxKeys int
+	// ProviderTimeout bounds one provider lookup. Default
+	// DefaultProviderTimeout.
+	ProviderTimeout time.Duration
+	// ProviderErrorBackoff is how long, on Clock, a key whose provider
+	// lookup failed transiently keeps the chain it got (its last good one,
+	// or the missing-policy one) before the provider is asked again.
+	// Default DefaultProviderErrorBackoff.
+	ProviderErrorBackoff time.Duration
 }
+
+// Defaults of the provider options.
+const (
+	// DefaultProviderTimeout bounds a provider lookup (WithProviderTimeout).
+	DefaultProviderTimeout = 5 * time.Second
+	// DefaultProviderErrorBackoff is how long a transient provider error
+	// is remembered before the provider is asked again
+	// (WithProviderErrorBackoff).
+	DefaultProviderErrorBackoff = time.Second
+)
 
 // Option configures an Executor.
 type Option func(*Options)
@@ -168,6 +191,35 @@ func WithMissingClassifierMode(m FailureMode) Option {
 
 // WithClock sets the clock for backoff sleeps, hedge timers and stamps.
 func WithClock(c clock.Clock) Option { return func(o *Options) { o.Clock = c } }
+
+// WithMaxKeys bounds the per-key cache at n keys (default DefaultMaxKeys;
+// n ≤ 0 keeps the default). Past n, keys idle since the previous sweep are
+// evicted with their breaker and latency tracker: a key that comes back
+// is resolved and compiled again, with a fresh breaker. Keys in use are
+// kept; should more than 2n be in use at once, arbitrary ones are evicted
+// so that memory stays bounded.
+func WithMaxKeys(n int) Option { return func(o *Options) { o.MaxKeys = n } }
+
+// WithProviderTimeout bounds each provider lookup at d (default
+// DefaultProviderTimeout; d ≤ 0 keeps the default). A lookup is shared by
+// every caller waiting for the key and runs under a context detached from
+// their cancellation (its values kept) with this timeout; each caller
+// still stops waiting when its own context is done. A lookup that times
+// out counts as a transient provider error.
+func WithProviderTimeout(d time.Duration) Option {
+	return func(o *Options) { o.ProviderTimeout = d }
+}
+
+// WithProviderErrorBackoff sets how long a transient provider error (any
+// error but policy.ErrNotFound, a panic, or a timed-out lookup) is
+// remembered before the provider is asked again: d on the executor's
+// clock (default DefaultProviderErrorBackoff; d ≤ 0 keeps the default).
+// Meanwhile the key runs under its last good policy if it had one, and
+// under the missing-policy mode if not. Such an error is never cached as
+// the key's policy.
+func WithProviderErrorBackoff(d time.Duration) Option {
+	return func(o *Options) { o.ProviderErrorBackoff = d }
+}
 
 // WithoutPanicRecovery lets panics propagate instead of becoming errors.
 func WithoutPanicRecovery() Option { return func(o *Options) { o.NoPanicRecovery = true } }

@@ -9,11 +9,18 @@ import (
 	"github.com/recourse-go/recourse/timeline"
 )
 
-// resolve finds key's policy, recording how in attrs. A policy that fails
+// answer is the provider's answer for a key.
+type answer struct {
+	p   policy.Policy
+	err error
+}
+
+// resolve finds key's policy, recording how in attrs: its WithPolicy
+// policy, or else ans, the provider's answer. A policy that fails
 // policy.Validate counts as missing (its error, naming the field and the
 // value, goes to the policy_error attribute). A non-nil error means the
 // key's calls are refused.
-func (e *Executor) resolve(ctx context.Context, key string, attrs map[string]string) (policy.Policy, error) {
+func (e *Executor) resolve(key string, ans answer, attrs map[string]string) (policy.Policy, error) {
 	var err error
 	if p, ok := e.opts.Policies[key]; ok {
 		if err = policy.Validate(p); err == nil {
@@ -21,9 +28,8 @@ func (e *Executor) resolve(ctx context.Context, key string, attrs map[string]str
 			return p, nil
 		}
 	} else if e.opts.Provider != nil {
-		var p policy.Policy
-		p, err = e.fromProvider(ctx, key)
-		if err == nil {
+		p := ans.p
+		if err = ans.err; err == nil {
 			p.Key = policy.ParseKey(key)
 			if err = policy.Validate(p); err == nil {
 				attrs[timeline.AttrPolicySource] = sourceOf(e.opts.Provider)

@@ -22,13 +22,15 @@ type keyBreaker struct {
 // shared fills the compiler with the executor-held state the policy's
 // breaker, hedge and budget sections use, applying the missing-budget and
 // missing-trigger modes. A non-nil error refuses the key's calls.
-func (e *Executor) shared(key string, p policy.Policy, comp *policy.Compiler, attrs map[string]string) error {
+// The breaker and tracker are recorded in en too.
+func (e *Executor) shared(key string, p policy.Policy, comp *policy.Compiler, en *entry, attrs map[string]string) error {
 	if p.Circuit.Enabled {
-		comp.Breaker = e.breaker(key, p.Circuit)
+		en.breaker = e.breaker(key, p.Circuit)
+		comp.Breaker = en.breaker.b
 	}
 	if p.Hedge.Enabled {
 		tracker := e.tracker(key)
-		comp.Tracker = tracker
+		comp.Tracker, en.tracker = tracker, tracker
 		if name := p.Hedge.Trigger; name != "" {
 			if f, ok := e.opts.Triggers[name]; ok {
 				comp.Trigger = f(tracker)
@@ -73,12 +75,15 @@ func (missingBudget) Take(_ context.Context, t middleware.Try) middleware.Decisi
 }
 
 // breaker returns key's breaker for cp: the existing one while the circuit
-// policy is unchanged, a new one when it changed.
-func (e *Executor) breaker(key string, cp policy.CircuitPolicy) *middleware.CircuitBreaker {
+// policy is unchanged, a new one when it changed. Transitions reach the
+// observer after the breaker call that made them returns, on its
+// goroutine, so the observer may read the breaker (see
+// middleware.BreakerConfig.OnStateChange).
+func (e *Executor) breaker(key string, cp policy.CircuitPolicy) *keyBreaker {
 	e.stateMu.Lock()
 	defer e.stateMu.Unlock()
 	if kb, ok := e.breakers[key]; ok && kb.policy == cp {
-		return kb.b
+		return kb
 	}
 	cfg := policy.BreakerConfig(key, cp)
 	obs, clk := e.opts.Observer, clock.Or(e.opts.Clock)
@@ -87,14 +92,12 @@ func (e *Executor) breaker(key string, cp policy.CircuitPolicy) *middleware.Circ
 			obs.OnBreakerState(timeline.BreakerStateChange{Key: name, From: from.String(), To: to.String(), At: clk.Now()})
 		}
 	}
-	b := middleware.NewCircuitBreaker(cfg)
+	kb := &keyBreaker{policy: cp, b: middleware.NewCircuitBreaker(cfg)}
 	if e.breakers == nil {
 		e.breakers = make(map[string]*keyBreaker)
 	}
-	if len(e.breakers) < maxCachedKeys {
-		e.breakers[key] = &keyBreaker{policy: cp, b: b}
-	}
-	return b
+	e.breakers[key] = kb // bounded with the cache: evicted keys lose theirs
+	return kb
 }
 
 // tracker returns key's latency tracker, which outlives policy changes.
@@ -108,15 +111,16 @@ func (e *Executor) tracker(key string) *hedge.LatencyTracker {
 	if e.trackers == nil {
 		e.trackers = make(map[string]*hedge.LatencyTracker)
 	}
-	if len(e.trackers) < maxCachedKeys {
-		e.trackers[key] = t
-	}
+	e.trackers[key] = t // bounded with the cache: evicted keys lose theirs
 	return t
 }
 
 // Breaker returns key's circuit breaker, or nil if its policy has none (or
-// no call for it has been made yet).
+// no call for it has been made yet, or it was evicted as idle).
 func (e *Executor) Breaker(key string) *middleware.CircuitBreaker {
+	if e == nil {
+		return nil
+	}
 	e.stateMu.Lock()
 	defer e.stateMu.Unlock()
 	if kb, ok := e.breakers[key]; ok {
