@@ -78,7 +78,8 @@ type reloader struct {
 	lastErr error
 	source  string
 
-	version atomic.Uint64
+	version    atomic.Uint64
+	inObserver atomic.Bool // the poller is calling the observer
 }
 
 // fetched is what a fetch found.
@@ -376,25 +377,35 @@ func (f *reloader) notify(ev timeline.PolicyReload) (err error) {
 	return nil
 }
 
+// watch polls until Close. Its observer errors (panics) have no caller to
+// go to; the reload's own result is in Err and Source.
 func (f *reloader) watch() {
 	defer close(f.done)
 	for {
 		if clock.Sleep(f.ctx, f.clock, f.interval) != nil {
 			return
 		}
-		_ = f.Reload()
+		if ev, _ := f.reload(); ev != nil {
+			f.inObserver.Store(true)
+			_ = f.notify(*ev)
+			f.inObserver.Store(false)
+		}
 	}
 }
 
 // Close stops polling, ending a fetch in progress, and waits for the
-// poller to exit. The provider keeps serving its last good set; Reload
+// poller to exit — unless the poller is delivering an event to the
+// observer (which may be what called Close): it then exits as soon as the
+// observer returns. The provider keeps serving its last good set; Reload
 // returns an error wrapping ErrClosed from then on.
 func (f *reloader) Close() error {
 	f.closed.Do(func() {
 		if f.cancel != nil {
 			f.cancel()
 		}
-		if f.done != nil {
+		// An observer called by the poller may call Close: the poller
+		// then exits as soon as the observer returns, without waiting.
+		if f.done != nil && !f.inObserver.Load() {
 			<-f.done
 		}
 	})

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/recourse-go/recourse/clock"
+	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/timeline"
 )
 
@@ -546,6 +547,257 @@ func TestRegressDuplicateKeys(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.dup) || !strings.Contains(strings.ToLower(err.Error()), "already") &&
 			!strings.Contains(err.Error(), "duplicate") {
 			t.Errorf("Parse(%s) err = %v, want it to name the duplicate %s", c.doc, err, c.dup)
+		}
+	}
+}
+
+// Hostile: a slow poll must not overwrite the result of a later reload.
+func TestRegressConcurrentReloadsNeverGoBack(t *testing.T) {
+	var n atomic.Int32
+	release, slow, second := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	_, srv := newScripted(t, func(w http.ResponseWriter, _ *http.Request) {
+		switch n.Add(1) {
+		case 1:
+			_, _ = io.WriteString(w, goodDoc)
+		case 2: // the slow reload: it fetched the old set, and answers late
+			close(slow)
+			<-release
+			_, _ = io.WriteString(w, "policies:\n  a.b: {retry: {max_attempts: 3}}\n")
+		default: // the server has moved on
+			_, _ = io.WriteString(w, goodDoc2)
+		}
+	})
+	rp, err := NewRemoteProvider(srv.URL, WatchInterval(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rp.Close()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = rp.Reload() }()
+	<-slow
+	go func() { defer wg.Done(); _ = rp.Reload(); close(second) }()
+	select {
+	case <-second: // the second reload finished while the first was in flight
+	case <-time.After(200 * time.Millisecond): // it waits for the first: as it should
+	}
+	close(release)
+	wg.Wait()
+	if got := attemptsOf(t, rp); got != 5 {
+		t.Fatalf("a.b has max_attempts %d, want 5 (the latest set)", got)
+	}
+}
+
+// panicky panics on every reload event; calls counts them.
+type panicky struct {
+	timeline.BaseObserver
+	calls atomic.Int32
+}
+
+func (p *panicky) OnPolicyReload(timeline.PolicyReload) {
+	if p.calls.Add(1) > 1 { // the first event is the constructor's
+		panic("observer bug")
+	}
+}
+
+// Hostile: a panicking observer on the poller goroutine does not kill the
+// process, and a direct Reload returns the panic.
+func TestRegressObserverPanics(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.yaml")
+	writeFile(t, path, goodDoc)
+	f := clock.NewFake(time.Unix(0, 0))
+	obs := &panicky{}
+	fp, err := NewFileProvider(path, WatchInterval(time.Second), WatchClock(f), ReloadObserver(obs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fp.Close()
+	writeFile(t, path, goodDoc2)
+	f.BlockUntil(1)
+	f.Advance(time.Second)
+	f.BlockUntil(1) // the poller survived and waits again
+	if obs.calls.Load() != 2 || attemptsOf(t, fp) != 5 {
+		t.Fatalf("calls %d", obs.calls.Load())
+	}
+	writeFile(t, path, goodDoc)
+	err = fp.Reload()
+	var pe *middleware.PanicError
+	if !errors.As(err, &pe) || pe.Component != "observer" || fp.Err() != nil {
+		t.Fatalf("Reload err %v, Err %v", err, fp.Err())
+	}
+}
+
+// panicTransport panics on every request after the first.
+type panicTransport struct{ n atomic.Int32 }
+
+func (p *panicTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if p.n.Add(1) > 1 {
+		panic("transport bug")
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// Hostile: a user's RoundTripper that panics during a poll fails the
+// reload, visibly, instead of killing the process.
+func TestRegressTransportPanics(t *testing.T) {
+	_, srv := newScripted(t, serveDoc(goodDoc))
+	f := clock.NewFake(time.Unix(0, 0))
+	tr := &panicTransport{}
+	rp, err := NewRemoteProvider(srv.URL, WatchInterval(time.Second), WatchClock(f), WithHTTPClient(&http.Client{Transport: tr}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rp.Close()
+	f.BlockUntil(1)
+	f.Advance(time.Second)
+	f.BlockUntil(1)
+	var pe *middleware.PanicError
+	if !errors.As(rp.Err(), &pe) || pe.Component != "provider" || !strings.Contains(rp.Source(), "stale") || attemptsOf(t, rp) != 2 {
+		t.Fatalf("Err %v, source %q", rp.Err(), rp.Source())
+	}
+}
+
+// Hostile: Set hands out a copy; changing it changes nothing served.
+func TestRegressSetIsACopy(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.yaml")
+	writeFile(t, path, "default: {retry: {max_attempts: 4}}\n"+goodDoc)
+	fp, err := NewFileProvider(path, WatchInterval(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fp.Close()
+	s := fp.Set()
+	delete(s.Policies, ParseKey("a.b"))
+	s.Default.Retry.MaxAttempts = 9
+	if attemptsOf(t, fp) != 2 {
+		t.Fatal("deleting from Set() removed a served policy")
+	}
+	if p, _ := fp.Policy(context.Background(), ParseKey("x.y")); p.Retry.MaxAttempts != 4 {
+		t.Fatalf("changing Set().Default changed the served default: %d", p.Retry.MaxAttempts)
+	}
+}
+
+// Hostile: documents with more than they seem to hold: JSON with data
+// after the document, YAML with several documents (all but the first were
+// silently ignored).
+func TestRegressTrailingDocuments(t *testing.T) {
+	for _, c := range []struct {
+		doc    string
+		format Format
+		want   string
+	}{
+		{`{"policies": {"a.b": {}}} {"policies": {"c.d": {}}}`, JSON, "after the document"},
+		{`{"policies": {"a.b": {}}}]`, JSON, "invalid character"},
+		{"policies: {a.b: {}}\n---\npolicies: {c.d: {retry: {max_attempts: x}}}\n", YAML, "more than one document"},
+	} {
+		if _, err := Parse([]byte(c.doc), c.format); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Parse(%q) err = %v, want %q", c.doc, err, c.want)
+		}
+	}
+	// Comments and a lone leading or trailing separator are fine.
+	for _, doc := range []string{"# policies\n---\n" + goodDoc, goodDoc + "---\n", goodDoc + "...\n"} {
+		if _, err := Parse([]byte(doc), YAML); err != nil {
+			t.Errorf("Parse(%q): %v", doc, err)
+		}
+	}
+}
+
+// Hostile: the same file in JSON and YAML means the same: a bare 0 is a
+// zero duration in both.
+func TestRegressJSONZeroDuration(t *testing.T) {
+	y, err := Parse([]byte("policies: {a.b: {circuit: {cooldown: 0}, retry: {overall_timeout: 0}}}"), YAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := Parse([]byte(`{"policies": {"a.b": {"circuit": {"cooldown": 0}, "retry": {"overall_timeout": 0}}}}`), JSON)
+	if err != nil {
+		t.Fatalf("JSON: %v", err)
+	}
+	if y.Policies[ParseKey("a.b")] != j.Policies[ParseKey("a.b")] {
+		t.Fatalf("YAML %+v\nJSON %+v", y.Policies, j.Policies)
+	}
+	if _, err := Parse([]byte(`{"policies": {"a.b": {"circuit": {"cooldown": 5}}}}`), JSON); err == nil {
+		t.Fatal("a bare non-zero number was taken as a duration")
+	}
+}
+
+// Hostile: an observer that calls back in — Policy, Source, Reload, even
+// Close from the poller's own goroutine — neither deadlocks nor panics.
+func TestRegressObserverCallsBackIn(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.yaml")
+	writeFile(t, path, goodDoc)
+	f := clock.NewFake(time.Unix(0, 0))
+	var fp *FileProvider
+	var calls atomic.Int32
+	closed := make(chan struct{})
+	obs := &callback{f: func(ev timeline.PolicyReload) {
+		if calls.Add(1) == 1 {
+			return // the constructor's load: fp is not set yet
+		}
+		_, _ = fp.Policy(context.Background(), ParseKey("a.b"))
+		_ = fp.Source()
+		_ = fp.Reload()
+		_ = fp.Close()
+		close(closed)
+	}}
+	fp, err := NewFileProvider(path, WatchInterval(time.Second), WatchClock(f), ReloadObserver(obs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fp.Close()
+	writeFile(t, path, goodDoc2)
+	f.BlockUntil(1)
+	f.Advance(time.Second)
+	select {
+	case <-closed:
+	case <-time.After(3 * time.Second):
+		t.Fatal("an observer calling Close from the poller deadlocked")
+	}
+}
+
+type callback struct {
+	timeline.BaseObserver
+	f func(timeline.PolicyReload)
+}
+
+func (c *callback) OnPolicyReload(ev timeline.PolicyReload) { c.f(ev) }
+
+// Hostile inputs that must stay errors: bombs, self-reference, deep
+// nesting, values that are not numbers.
+func TestRegressHostileDocuments(t *testing.T) {
+	bomb := "a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n" +
+		"d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n" +
+		"g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g,*g]\ni: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h,*h]\n" +
+		"policies: {a.b: {id: *i}}\n"
+	for _, c := range []struct {
+		doc    string
+		format Format
+	}{
+		{bomb, YAML},
+		{"policies: &p {a.b: *p}\n", YAML},
+		{strings.Repeat("[", 100000), YAML},
+		{`{"policies": {"a.b": {"id": ` + strings.Repeat("[", 100000) + `}}}`, JSON},
+		{"policies: {a.b: {retry: {multiplier: .nan}}}", YAML},
+		{"policies: {a.b: {retry: {multiplier: .inf}}}", YAML},
+		{"policies: {a.b: {retry: {multiplier: 1e400}}}", YAML},
+		{`{"policies": {"a.b": {"retry": {"multiplier": 1e400}}}}`, JSON},
+		{"policies: {a.b: {hedge: {enabled: true, quantile: .nan}}}", YAML},
+		{"policies: {a.b: {circuit: {failure_ratio: -.inf}}}", YAML},
+		{"policies: {a.b: {retry: {max_attempts: 1e3}}}", YAML},
+		{`{"policies": {"a.b": {"retry": {"max_attempts": 3.0}}}}`, JSON},
+		{"policies: {a.b: {retry: {max_backoff: 300000000h}}}", YAML},
+		{"policies: {a.b: {budget_cost: -1}}", YAML},
+		{"policies: {a.b: {retry: {max_attempts: -3}}}", YAML},
+		{"<html><body>502 Bad Gateway</body></html>", YAML},
+		{"\x00\x01\x02\xff", YAML},
+		{"policies: {a.b: {}}\n\tbad", YAML},
+	} {
+		start := time.Now()
+		if set, err := Parse([]byte(c.doc), c.format); err == nil {
+			t.Errorf("Parse(%.60q) = %+v, want an error", c.doc, set)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("Parse(%.60q) took %v", c.doc, d)
 		}
 	}
 }
