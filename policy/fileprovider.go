@@ -22,9 +22,9 @@ import (
 // a RemoteProvider fetches unless MaxPolicyBytes says otherwise (4 MiB).
 const DefaultMaxPolicyBytes = 4 << 20
 
-// ErrClosed is returned (wrapped) by Reload once the provider is closed,
+// errClosed is returned (wrapped) by Reload once the provider is closed,
 // and by a reload that Close interrupted.
-var ErrClosed = errors.New("recourse/policy: provider closed")
+var errClosed = errors.New("recourse/policy: provider closed")
 
 // errNilContext is returned by the providers' Policy for a nil context.
 var errNilContext = errors.New("recourse/policy: Policy called with a nil context (use context.Background())")
@@ -194,7 +194,7 @@ func tooLarge(what string, size, limit int64) error {
 // skipped).
 func (r *reloader) configure(name string, opts []FileOption) {
 	r.name, r.interval, r.clock = name, 5*time.Second, clock.Real{}
-	r.limit, r.timeout = DefaultMaxPolicyBytes, DefaultFetchTimeout
+	r.limit, r.timeout = DefaultMaxPolicyBytes, defaultFetchTimeout
 	for _, o := range opts {
 		if o != nil {
 			o(r)
@@ -276,8 +276,8 @@ func (f *reloader) Err() error {
 
 // Reload reads the source now. On success with changed content the new
 // set is served; on failure the previous set stays. It returns the error
-// (after Close, one wrapping ErrClosed), joined with that of an observer
-// that panicked on the reload's event.
+// (after Close, one saying the provider is closed), joined with that of
+// an observer that panicked on the reload's event.
 func (f *reloader) Reload() error {
 	ev, err := f.reload()
 	if ev != nil {
@@ -298,7 +298,7 @@ func (f *reloader) reload() (*timeline.PolicyReload, error) {
 	f.reloading.Lock()
 	defer f.reloading.Unlock()
 	if f.ctx.Err() != nil {
-		return nil, fmt.Errorf("%w: not loading %s", ErrClosed, f.name)
+		return nil, fmt.Errorf("%w: not loading %s", errClosed, f.name)
 	}
 	f.mu.RLock()
 	tag := f.tag
@@ -306,7 +306,7 @@ func (f *reloader) reload() (*timeline.PolicyReload, error) {
 	res, set, err := f.fetchAndParse(tag)
 	if err != nil && f.ctx.Err() != nil {
 		// Close interrupted the fetch: that says nothing of the source.
-		return nil, fmt.Errorf("%w while loading %s: %v", ErrClosed, f.name, err)
+		return nil, fmt.Errorf("%w while loading %s: %v", errClosed, f.name, err)
 	}
 	if err != nil {
 		err = fmt.Errorf("recourse/policy: loading %s: %w", f.name, err)
@@ -397,7 +397,7 @@ func (f *reloader) watch() {
 // poller to exit — unless the poller is delivering an event to the
 // observer (which may be what called Close): it then exits as soon as the
 // observer returns. The provider keeps serving its last good set; Reload
-// returns an error wrapping ErrClosed from then on.
+// returns an error saying so from then on.
 func (f *reloader) Close() error {
 	f.closed.Do(func() {
 		if f.cancel != nil {

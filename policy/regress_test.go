@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -799,5 +800,166 @@ func TestRegressHostileDocuments(t *testing.T) {
 		if d := time.Since(start); d > 2*time.Second {
 			t.Errorf("Parse(%.60q) took %v", c.doc, d)
 		}
+	}
+}
+
+// Hostile: the host comparison behind the redirect policy: default ports,
+// case, https upgrades and downgrades.
+func TestRegressRedirectHostComparison(t *testing.T) {
+	check := checkRedirect(nil, false)
+	for _, c := range []struct {
+		from, to string
+		ok       bool
+	}{
+		{"http://policy.example/p", "http://policy.example/q", true},
+		{"http://policy.example/p", "http://POLICY.example:80/q", true},
+		{"https://policy.example/p", "https://policy.example:443/q", true},
+		{"http://policy.example/p", "https://policy.example/q", true},  // upgrade
+		{"https://policy.example/p", "http://policy.example/q", false}, // downgrade
+		{"http://policy.example:8080/p", "https://policy.example/q", false},
+		{"http://policy.example/p", "http://policy.example:8080/q", false},
+		{"http://policy.example/p", "http://evil.example/q", false},
+		{"http://policy.example/p", "http://policy.example.evil.example/q", false},
+		{"http://127.0.0.1:1/p", "http://localhost:1/q", false},
+	} {
+		from, _ := http.NewRequest(http.MethodGet, c.from, nil)
+		to, _ := http.NewRequest(http.MethodGet, c.to, nil)
+		err := check(to, []*http.Request{from})
+		if (err == nil) != c.ok || err != nil && !strings.Contains(err.Error(), c.to) {
+			t.Errorf("%s → %s: err %v, want ok=%v", c.from, c.to, err, c.ok)
+		}
+	}
+	// A user's CheckRedirect that stops at the redirect: its answer (the
+	// 3xx) is not a policy set.
+	_, srv := newScripted(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/moved" {
+			http.Redirect(w, r, "/policies", http.StatusMovedPermanently)
+			return
+		}
+		serveDoc(goodDoc)(w, r)
+	})
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if _, err := NewRemoteProvider(srv.URL+"/moved", WatchInterval(0), WithHTTPClient(client)); err == nil || !strings.Contains(err.Error(), "301") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+// Hostile: a TLS policy server redirecting to plain http on its own host.
+func TestRegressRedirectDowngradeRefused(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://"+r.Host+"/policies", http.StatusFound)
+	}))
+	defer srv.Close()
+	if _, err := NewRemoteProvider(srv.URL, WatchInterval(0), WithHTTPClient(srv.Client())); err == nil || !strings.Contains(err.Error(), "refusing") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+// Hostile: servers that reset mid-body, answer gzip bombs or flap between
+// good and bad: every poll's event tells the truth, the set is the last
+// good one, and the next good answer is served.
+func TestRegressFlappingServer(t *testing.T) {
+	s, srv := newScripted(t, serveDoc(goodDoc))
+	obs := &reloads{}
+	rp, err := NewRemoteProvider(srv.URL, WatchInterval(0), ReloadObserver(obs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rp.Close()
+	reset := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, "policies:\n")
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}
+	bomb := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Encoding", "gzip")
+		zw := gzip.NewWriter(w)
+		_, _ = io.WriteString(zw, goodDoc+"#")
+		chunk := []byte(strings.Repeat("x", 1<<16))
+		for i := 0; i < 72; i++ { // 4.5 MiB unzipped
+			_, _ = zw.Write(chunk)
+		}
+		_ = zw.Close()
+	}
+	garbage := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte{0, 0xff, 0xfe, '{', '['}) }
+	steps := []struct {
+		answer   func(http.ResponseWriter, *http.Request)
+		ok       bool
+		attempts int
+	}{
+		{reset, false, 2},
+		{serveDoc(goodDoc2), true, 5},
+		{bomb, false, 5},
+		{garbage, false, 5},
+		{serveDoc(goodDoc2), true, 5}, // a 304: recovered
+		{serveStatus(http.StatusInternalServerError), false, 5},
+		{serveDoc(goodDoc), true, 2},
+		{serveDoc(goodDoc), true, 2}, // unchanged, healthy: no event
+	}
+	for i, st := range steps {
+		s.set(st.answer)
+		err := rp.Reload()
+		if (err == nil) != st.ok || (rp.Err() == nil) != st.ok || strings.Contains(rp.Source(), "stale") == st.ok {
+			t.Fatalf("step %d: err %v, Err %v, source %q", i, err, rp.Err(), rp.Source())
+		}
+		if got := attemptsOf(t, rp); got != st.attempts {
+			t.Fatalf("step %d: attempts %d, want %d", i, got, st.attempts)
+		}
+	}
+	evs := obs.events()
+	if len(evs) != 1+len(steps)-1 {
+		t.Fatalf("%d events, want %d: %+v", len(evs), len(steps), evs)
+	}
+	for i, st := range steps[:len(steps)-1] {
+		if ev := evs[i+1]; (ev.Err == nil) != st.ok || ev.Version <= evs[i].Version {
+			t.Fatalf("event %d = %+v, want ok=%v", i+1, ev, st.ok)
+		}
+	}
+}
+
+// Hostile: a Kubernetes-style ConfigMap update (a symlink swapped to a
+// new directory) is picked up; a deleted file fails and recovers.
+func TestRegressSymlinkSwapAndDeletedFile(t *testing.T) {
+	dir := t.TempDir()
+	for name, doc := range map[string]string{"v1": goodDoc, "v2": goodDoc2} {
+		if err := os.Mkdir(filepath.Join(dir, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, name, "p.yaml"), doc)
+	}
+	if err := os.Symlink("v1", filepath.Join(dir, "..data")); err != nil {
+		t.Skip(err)
+	}
+	path := filepath.Join(dir, "p.yaml")
+	if err := os.Symlink(filepath.Join("..data", "p.yaml"), path); err != nil {
+		t.Fatal(err)
+	}
+	fp, err := NewFileProvider(path, WatchInterval(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fp.Close()
+	if err := os.Symlink("v2", filepath.Join(dir, "..data_tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := fp.Reload(); err != nil || attemptsOf(t, fp) != 5 {
+		t.Fatalf("after the swap: %v", err)
+	}
+	if err := os.Remove(filepath.Join(dir, "v2", "p.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := fp.Reload(); err == nil || attemptsOf(t, fp) != 5 {
+		t.Fatalf("deleted file: %v", err)
+	}
+	writeFile(t, filepath.Join(dir, "v2", "p.yaml"), goodDoc)
+	if err := fp.Reload(); err != nil || attemptsOf(t, fp) != 2 || fp.Err() != nil {
+		t.Fatalf("re-created file: %v", err)
 	}
 }

@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
 
-// DefaultFetchTimeout bounds each fetch of a RemoteProvider, headers and
+// defaultFetchTimeout bounds each fetch of a RemoteProvider, headers and
 // body, unless FetchTimeout says otherwise.
-const DefaultFetchTimeout = 10 * time.Second
+const defaultFetchTimeout = 10 * time.Second
 
 // maxRedirects is how many redirects a RemoteProvider follows when the
 // user's client has no CheckRedirect of its own (net/http's default).
@@ -44,12 +45,12 @@ type RemoteProvider struct {
 func WithHTTPClient(c *http.Client) FileOption { return func(r *reloader) { r.client = c } }
 
 // FetchTimeout bounds each fetch of a RemoteProvider, from sending the
-// request to the end of the body (default DefaultFetchTimeout; d ≤ 0
-// means the default). A FileProvider ignores it.
+// request to the end of the body (default 10s; d ≤ 0 means the default).
+// A FileProvider ignores it.
 func FetchTimeout(d time.Duration) FileOption {
 	return func(r *reloader) {
 		if d <= 0 {
-			d = DefaultFetchTimeout
+			d = defaultFetchTimeout
 		}
 		r.timeout = d
 	}
@@ -101,7 +102,7 @@ func (p *RemoteProvider) Close() error {
 func checkRedirect(user func(*http.Request, []*http.Request) error, crossHost bool) func(*http.Request, []*http.Request) error {
 	return func(req *http.Request, via []*http.Request) error {
 		from := via[0].URL
-		if !crossHost && (!strings.EqualFold(req.URL.Host, from.Host) || from.Scheme == "https" && req.URL.Scheme != "https") {
+		if !crossHost && !sameHost(from, req.URL) {
 			return fmt.Errorf("refusing the redirect to %s: it leaves %s (allow with AllowRedirectsToOtherHosts)",
 				req.URL.Redacted(), from.Scheme+"://"+from.Host)
 		}
@@ -113,6 +114,30 @@ func checkRedirect(user func(*http.Request, []*http.Request) error, crossHost bo
 		}
 		return nil
 	}
+}
+
+// sameHost reports whether to is on from's host and port (a missing port
+// being the scheme's) — or is its https upgrade on the default ports — and
+// not a downgrade from https to http.
+func sameHost(from, to *url.URL) bool {
+	fs, ts := strings.ToLower(from.Scheme), strings.ToLower(to.Scheme)
+	switch {
+	case !strings.EqualFold(from.Hostname(), to.Hostname()), fs == "https" && ts != "https":
+		return false
+	case fs == "http" && ts == "https":
+		return portOf(from) == "80" && portOf(to) == "443"
+	}
+	return portOf(from) == portOf(to)
+}
+
+func portOf(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if strings.EqualFold(u.Scheme, "https") {
+		return "443"
+	}
+	return "80"
 }
 
 type remoteFetch struct {
