@@ -179,19 +179,26 @@ func (e *Executor) build(ctx context.Context, key string) *entry {
 		f = e.startFlight(ctx, key, version)
 	}
 	e.mu.Unlock()
-	select {
-	case <-f.done:
-		return f.en
-	default:
-	}
 	if done := ctx.Done(); done != nil {
 		select {
 		case <-f.done:
 		case <-done:
-			return e.refused(key, ctx.Err())
+			select {
+			case <-f.done: // both ready: the answer is there, take it
+			default:
+				return e.refused(key, ctx.Err())
+			}
 		}
 	}
 	<-f.done
+	if f.panicked != nil {
+		// The provider (with recovery off) or the compilation panicked:
+		// nothing was cached, and the panic is the caller's.
+		if e.opts.NoPanicRecovery {
+			panic(f.panicked)
+		}
+		return e.refused(key, f.panicked)
+	}
 	return f.en
 }
 
@@ -423,9 +430,10 @@ type resolvingKey struct {
 
 // flight is one provider lookup shared by every caller waiting for key.
 type flight struct {
-	done chan struct{} // closed once en is set
-	en   *entry
-	once sync.Once
+	done     chan struct{} // closed once en or panicked is set
+	en       *entry
+	panicked *PanicError // the lookup panicked; each waiter gets it
+	once     sync.Once
 }
 
 // startFlight starts the provider lookup of key in its own goroutine,
@@ -447,9 +455,23 @@ func (e *Executor) startFlight(ctx context.Context, key string, version uint64) 
 	})
 	go func() {
 		defer cancel()
-		p, err := e.fromProvider(lctx, key)
+		var (
+			p   policy.Policy
+			err error
+			pe  *PanicError
+		)
+		func() {
+			// fromProvider recovers unless recovery is off; then the
+			// panic goes to the waiters, never kills this goroutine.
+			defer func() {
+				if r := recover(); r != nil {
+					pe = middleware.NewPanicError("provider", key, r)
+				}
+			}()
+			p, err = e.fromProvider(lctx, key)
+		}()
 		if stop() {
-			e.finish(f, key, version, answer{p: p, err: err})
+			e.finish(f, key, version, answer{p: p, err: err, panicked: pe})
 		}
 	}()
 	return f
@@ -475,6 +497,22 @@ func (e *Executor) providerErrorBackoff() time.Duration {
 // passes.
 func (e *Executor) finish(f *flight, key string, version uint64, ans answer) {
 	f.once.Do(func() {
+		defer func() {
+			r := recover()
+			if r != nil {
+				f.panicked = middleware.NewPanicError("compile", key, r)
+			}
+			e.mu.Lock()
+			if e.flights[key] == f {
+				delete(e.flights, key)
+			}
+			e.mu.Unlock()
+			close(f.done)
+		}()
+		if ans.panicked != nil {
+			f.panicked = ans.panicked
+			return
+		}
 		var en *entry
 		if transient(ans.err) {
 			retryAt := e.now().Add(e.providerErrorBackoff())
@@ -489,12 +527,6 @@ func (e *Executor) finish(f *flight, key string, version uint64, ans answer) {
 		}
 		en.version = version
 		f.en = e.store(key, en)
-		e.mu.Lock()
-		if e.flights[key] == f {
-			delete(e.flights, key)
-		}
-		e.mu.Unlock()
-		close(f.done)
 	})
 }
 

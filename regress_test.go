@@ -470,3 +470,165 @@ func TestRegressNilArguments(t *testing.T) {
 		t.Fatalf("breaker %v", b.State())
 	}
 }
+
+// Hostile: a provider panic with recovery off reaches the caller (as a
+// panic on the caller's goroutine), not a library goroutine where nobody
+// can recover it; with recovery on it is a transient provider error.
+func TestRegressProviderPanicReachesCaller(t *testing.T) {
+	e := NewExecutor(WithoutPanicRecovery(), WithProvider(panickingProvider{}))
+	func() {
+		defer func() {
+			r := recover()
+			if r == nil || !strings.Contains(fmt.Sprint(r), "bad config") {
+				t.Fatalf("recovered %v, want the provider's panic", r)
+			}
+		}()
+		_ = e.Do(context.Background(), "svc.Op", rgOK)
+	}()
+	f := clock.NewFake(time.Unix(0, 0))
+	e = NewExecutor(WithClock(f), WithProvider(panickingProvider{}))
+	tl, err := e.DoWithTimeline(context.Background(), "svc.Op", rgOK)
+	if err != nil || !strings.Contains(tl.Attributes[timeline.AttrPolicyError], "panic in provider") {
+		t.Fatalf("err %v attrs %v", err, tl.Attributes)
+	}
+}
+
+// reentrantProvider resolves a key by first making a call for key (or
+// other) on the executor, passing its ctx or not.
+type reentrantProvider struct {
+	e        *Executor
+	other    string
+	dropCtx  bool
+	innerErr atomic.Value
+}
+
+func (p *reentrantProvider) Policy(ctx context.Context, key policy.Key) (policy.Policy, error) {
+	k := key.String()
+	if p.other != "" && k == p.other {
+		return policy.New(k, policy.MaxAttempts(1)), nil
+	}
+	target := k
+	if p.other != "" {
+		target = p.other
+	}
+	callCtx := ctx
+	if p.dropCtx {
+		callCtx = context.Background()
+	}
+	if err := p.e.Do(callCtx, target, rgOK); err != nil {
+		p.innerErr.Store(err)
+	}
+	return policy.New(k, policy.MaxAttempts(2)), nil
+}
+
+// Hostile: a provider that calls back into the executor — for another
+// key, for the key it resolves with its ctx, and for that key without it —
+// does not deadlock.
+func TestRegressProviderCallsBackIntoExecutor(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		other   string
+		dropCtx bool
+	}{
+		{"other key", "svc.Other", false},
+		{"same key with ctx", "", false},
+		{"same key without ctx", "", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := &reentrantProvider{other: c.other, dropCtx: c.dropCtx}
+			e := NewExecutor(WithProvider(p), WithProviderTimeout(50*time.Millisecond))
+			p.e = e
+			rgWithin(t, 5*time.Second, func() {
+				if err := e.Do(context.Background(), "svc.Op", rgOK); err != nil {
+					t.Errorf("Do: %v", err)
+				}
+			})
+			if err, _ := p.innerErr.Load().(error); err != nil {
+				t.Errorf("inner call: %v", err)
+			}
+		})
+	}
+}
+
+// Hostile: 1000 goroutines on one key while its breaker flips and its
+// policy reloads (each reload changing the circuit policy, so the key gets
+// a new breaker), with an observer reading the breaker. No deadlock, no
+// race, every error is one the op or the breaker returned, and once the
+// storm is over a healthy call gets through.
+func TestRegressStormOnOneKey(t *testing.T) {
+	sp := policy.NewStaticProvider()
+	set := func(n int) {
+		sp.Set(policy.New("svc.Op", policy.MaxAttempts(2), noWait(),
+			policy.WithCircuitBreaker(policy.CircuitPolicy{Enabled: true, ConsecutiveFailures: 3 + n%2, Cooldown: 10 * time.Millisecond})))
+	}
+	set(0)
+	obs := &stateReader{}
+	e := NewExecutor(WithProvider(sp), WithObserver(obs))
+	obs.exec = e
+	stop := make(chan struct{})
+	var reloads sync.WaitGroup
+	reloads.Add(1)
+	go func() {
+		defer reloads.Done()
+		for i := 1; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+				set(i)
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	var bad atomic.Value
+	rgWithin(t, 60*time.Second, func() {
+		for g := 0; g < 1000; g++ {
+			wg.Add(1)
+			go func(g int) {
+				defer wg.Done()
+				for i := 0; i < 10; i++ {
+					err := e.Do(context.Background(), "svc.Op", func(context.Context) error {
+						if (g+i)%3 == 0 {
+							return errFlaky
+						}
+						return nil
+					})
+					if err != nil && !errors.Is(err, errFlaky) && !errors.Is(err, middleware.ErrCircuitOpen) {
+						bad.Store(err)
+					}
+				}
+			}(g)
+		}
+		wg.Wait()
+	})
+	close(stop)
+	reloads.Wait()
+	if err, _ := bad.Load().(error); err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for e.Do(context.Background(), "svc.Op", rgOK) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no healthy call got through after the storm")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Hostile: many distinct keys keep memory bounded: the cache, the
+// breakers and the trackers all stay within the bound.
+func TestRegressManyKeysStayBounded(t *testing.T) {
+	const max = 128
+	e := NewExecutor(WithMaxKeys(max), WithFallbackPolicy(
+		policy.WithCircuitBreaker(policy.CircuitPolicy{Enabled: true}),
+		policy.WithHedge(policy.HedgePolicy{Enabled: true, Delay: time.Hour, Quantile: 0.9})))
+	for i := 0; i < 20000; i++ {
+		_ = e.Do(context.Background(), fmt.Sprintf("junk.K%d", i), rgOK)
+	}
+	e.stateMu.Lock()
+	nb, nt := len(e.breakers), len(e.trackers)
+	e.stateMu.Unlock()
+	if n := len(e.Keys()); n > 2*max || nb > 2*max || nt > 2*max {
+		t.Fatalf("keys %d, breakers %d, trackers %d; bound %d", n, nb, nt, max)
+	}
+}

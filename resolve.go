@@ -11,8 +11,9 @@ import (
 
 // answer is the provider's answer for a key.
 type answer struct {
-	p   policy.Policy
-	err error
+	p        policy.Policy
+	err      error
+	panicked *PanicError // the provider panicked with recovery off
 }
 
 // resolve finds key's policy, recording how in attrs: its WithPolicy
