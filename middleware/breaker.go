@@ -3,6 +3,7 @@ package middleware
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,19 +97,19 @@ func NewCircuitBreaker(cfg BreakerConfig) *CircuitBreaker {
 	}
 	st := gobreaker.Settings{
 		Name:        cfg.Name,
-		MaxRequests: uint32(cfg.HalfOpenProbes),
+		MaxRequests: u32(cfg.HalfOpenProbes),
 		Timeout:     cfg.Cooldown,
 		IsExcluded:  func(err error) bool { return err == errBreakerExcluded },
 	}
 	if cfg.FailureRatio > 0 {
-		ratio, minReq := cfg.FailureRatio, uint32(cfg.MinRequests)
+		ratio, minReq := cfg.FailureRatio, u32(cfg.MinRequests)
 		st.Interval = cfg.Window
 		st.BucketPeriod = cfg.Window / 10
 		st.ReadyToTrip = func(c gobreaker.Counts) bool {
 			return c.Requests >= minReq && float64(c.TotalFailures) >= ratio*float64(c.Requests)
 		}
 	} else {
-		n := uint32(cfg.ConsecutiveFailures)
+		n := u32(cfg.ConsecutiveFailures)
 		st.ReadyToTrip = func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= n }
 	}
 	b := &CircuitBreaker{cfg: cfg}
@@ -237,4 +238,13 @@ func breakerVerdict(ctx context.Context, resp any, err error) error {
 		return errBreakerFailure
 	}
 	return errBreakerExcluded
+}
+
+// u32 converts a positive count for gobreaker, which counts in uint32:
+// larger counts saturate rather than wrap (to 0, tripping at once).
+func u32(n int) uint32 {
+	if uint64(n) > math.MaxUint32 {
+		return math.MaxUint32
+	}
+	return uint32(n)
 }

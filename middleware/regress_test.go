@@ -271,3 +271,26 @@ func TestRegressBreakerStateFromStateCallback(t *testing.T) {
 		t.Fatalf("transitions delivered = %d, want 2 (closed>open, open>half_open)", n.Load())
 	}
 }
+
+// Hostile: counts past uint32 in a BreakerConfig must not wrap to 0 (which
+// would trip the breaker on its first failure).
+func TestRegressBreakerHugeCountsDoNotWrap(t *testing.T) {
+	shift := 32
+	huge := 1 << shift // 2^32 where int is 64 bits (0, so defaults, on 32)
+	b := NewCircuitBreaker(BreakerConfig{Name: "k", ConsecutiveFailures: huge, HalfOpenProbes: huge, MinRequests: huge})
+	failing := breakerChain(b, func(context.Context, any) (any, error) { return nil, errFlaky })
+	for i := 0; i < 3; i++ {
+		_, _ = failing(context.Background(), nil)
+	}
+	if s := b.State(); s != endpoint.BreakerClosed {
+		t.Fatalf("state after 3 failures with a threshold of 2^32 = %v", s)
+	}
+	r := NewCircuitBreaker(BreakerConfig{Name: "r", FailureRatio: 0.5, MinRequests: huge + 1})
+	failing = breakerChain(r, func(context.Context, any) (any, error) { return nil, errFlaky })
+	for i := 0; i < 3; i++ {
+		_, _ = failing(context.Background(), nil)
+	}
+	if s := r.State(); s != endpoint.BreakerClosed {
+		t.Fatalf("ratio breaker with min requests 2^32+1 tripped after 3: %v", s)
+	}
+}
