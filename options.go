@@ -99,7 +99,7 @@ const (
 	DefaultProviderErrorBackoff = time.Second
 )
 
-// Option configures an Executor.
+// Option configures an Executor. NewExecutor skips nil options.
 type Option func(*Options)
 
 // WithPolicy sets the policy of key, built with policy.New(key, opts...).
@@ -122,10 +122,13 @@ func WithFallbackPolicy(opts ...policy.Option) Option {
 	return func(o *Options) { o.Fallback = policy.New("", opts...) }
 }
 
-// WithObserver sends every call's events to obs.
+// WithObserver sends every call's events to obs. A nil obs, a nil
+// pointer, or nil entries of a timeline.MultiObserver are ignored (see
+// timeline.Multi).
 func WithObserver(obs timeline.Observer) Option { return func(o *Options) { o.Observer = obs } }
 
-// WithBudget registers budget b under name for policies to refer to.
+// WithBudget registers budget b under name for policies to refer to. A nil
+// b (or nil pointer) counts as missing: the missing-budget mode applies.
 func WithBudget(name string, b middleware.Budget) Option {
 	return func(o *Options) {
 		if o.Budgets == nil {
@@ -150,7 +153,8 @@ func WithClassifier(name string, c middleware.Classifier) Option {
 type TriggerFactory func(tracker *hedge.LatencyTracker) hedge.Trigger
 
 // WithHedgeTrigger registers a hedge trigger under name for policies to
-// refer to (HedgePolicy.Trigger).
+// refer to (HedgePolicy.Trigger). A nil f counts as missing: the
+// missing-trigger mode applies.
 func WithHedgeTrigger(name string, f TriggerFactory) Option {
 	return func(o *Options) {
 		if o.Triggers == nil {

@@ -632,3 +632,54 @@ func TestRegressManyKeysStayBounded(t *testing.T) {
 		t.Fatalf("keys %d, breakers %d, trackers %d; bound %d", n, nb, nt, max)
 	}
 }
+
+// Hostile: nil where options take a func or an interface — a nil Option,
+// a nil budget, a nil trigger factory — is not a panic: nil options are
+// skipped, and a nil budget or trigger counts as missing (its mode
+// applies).
+func TestRegressNilRegistrations(t *testing.T) {
+	rgNoPanic(t, "NewExecutor(nil)", func() { _ = NewExecutor(nil, WithPolicy("svc.Op")) })
+	var calls atomic.Int32
+	e := NewExecutor(WithBudget("retries", nil), WithMissingBudgetMode(FailureAllow),
+		WithPolicy("svc.Op", policy.MaxAttempts(3), noWait(), policy.WithBudget("retries")))
+	rgNoPanic(t, "nil budget", func() {
+		tl, err := e.DoWithTimeline(context.Background(), "svc.Op", failTimes(2, &calls))
+		if err != nil || calls.Load() != 3 || tl.Attributes["budget_error"] == "" {
+			t.Errorf("nil budget, allow mode: err %v calls %d attrs %v", err, calls.Load(), tl.Attributes)
+		}
+	})
+	var typedNil *middleware.RatioBudget
+	e = NewExecutor(WithBudget("retries", typedNil),
+		WithPolicy("svc.Op", policy.MaxAttempts(3), noWait(), policy.WithBudget("retries")))
+	calls.Store(0)
+	rgNoPanic(t, "typed-nil budget", func() {
+		err := e.Do(context.Background(), "svc.Op", failTimes(2, &calls))
+		if !errors.Is(err, errFlaky) || calls.Load() != 1 {
+			t.Errorf("nil budget, deny mode: err %v calls %d (want the first try's error, retries denied)", err, calls.Load())
+		}
+	})
+	e = NewExecutor(WithHedgeTrigger("fast", nil),
+		WithPolicy("svc.Op", policy.WithHedge(policy.HedgePolicy{Enabled: true, Delay: time.Hour, Trigger: "fast"})))
+	rgNoPanic(t, "nil trigger", func() {
+		tl, err := e.DoWithTimeline(context.Background(), "svc.Op", rgOK)
+		if err != nil || tl.Attributes["trigger_error"] == "" {
+			t.Errorf("nil trigger: err %v attrs %v", err, tl.Attributes)
+		}
+	})
+}
+
+// Hostile: odd keys — empty, dots only, very long — work and are cached
+// like any other.
+func TestRegressOddKeys(t *testing.T) {
+	sp := policy.NewStaticProvider()
+	sp.SetDefault(policy.New("", policy.MaxAttempts(1)))
+	for _, e := range []*Executor{NewExecutor(), NewExecutor(WithProvider(sp))} {
+		for _, k := range []string{"", ".", "..", "a.", ".b", strings.Repeat("x", 1<<16)} {
+			rgNoPanic(t, fmt.Sprintf("key %.10q", k), func() {
+				if err := e.Do(context.Background(), k, rgOK); err != nil {
+					t.Errorf("key %.10q: %v", k, err)
+				}
+			})
+		}
+	}
+}

@@ -3,6 +3,7 @@ package recourse
 import (
 	"context"
 	"fmt"
+	"reflect"
 
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
@@ -32,7 +33,7 @@ func (e *Executor) shared(key string, p policy.Policy, comp *policy.Compiler, en
 		tracker := e.tracker(key)
 		comp.Tracker, en.tracker = tracker, tracker
 		if name := p.Hedge.Trigger; name != "" {
-			if f, ok := e.opts.Triggers[name]; ok {
+			if f, ok := e.opts.Triggers[name]; ok && f != nil {
 				comp.Trigger = f(tracker)
 			} else if e.opts.MissingTriggerMode == FailureDeny {
 				return fmt.Errorf("%w %q (key %q)", ErrNoTrigger, name, key)
@@ -54,7 +55,7 @@ func (e *Executor) budget(name string, attrs map[string]string) middleware.Budge
 	if name == "" {
 		return nil
 	}
-	if b, ok := e.opts.Budgets[name]; ok {
+	if b, ok := e.opts.Budgets[name]; ok && !isNil(b) {
 		return b
 	}
 	attrs["budget_error"] = fmt.Sprintf("no budget %q (missing_budget_mode=%s)", name, e.opts.MissingBudgetMode)
@@ -62,6 +63,19 @@ func (e *Executor) budget(name string, attrs map[string]string) middleware.Budge
 		return middleware.UnlimitedBudget{}
 	}
 	return missingBudget{}
+}
+
+// isNil reports whether v is nil or holds a nil pointer, map, slice,
+// func or chan: a registration that would panic when used.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch r := reflect.ValueOf(v); r.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan, reflect.Interface:
+		return r.IsNil()
+	}
+	return false
 }
 
 // missingBudget stands in, failing closed, for a budget that does not exist.
