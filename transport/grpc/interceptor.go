@@ -53,6 +53,14 @@ type endpoints struct {
 	m    sync.Map
 }
 
+// orDefault returns exec, or the package-level default executor if nil.
+func orDefault(exec *recourse.Executor) *recourse.Executor {
+	if exec == nil {
+		return recourse.Default()
+	}
+	return exec
+}
+
 func (e *endpoints) get(key string) endpoint.Endpoint {
 	if ep, ok := e.m.Load(key); ok {
 		return ep.(endpoint.Endpoint)
@@ -168,7 +176,7 @@ func (c *unaryCall) deliver(r *unaryResult, ok bool) {
 }
 
 // UnaryClientInterceptor returns an interceptor that runs each unary call
-// under its key's policy on exec.
+// under its key's policy on exec (recourse.Default() if nil).
 //
 // The caller's grpc.Header, grpc.Trailer and grpc.Peer variables receive
 // the values of the try whose result the call returns (the winner of a
@@ -179,7 +187,7 @@ func UnaryClientInterceptor(exec *recourse.Executor, opts ...Option) grpc.UnaryC
 	for _, o := range opts {
 		o(cfg)
 	}
-	eps := &endpoints{exec: exec, next: unaryAttempt}
+	eps := &endpoints{exec: orDefault(exec), next: unaryAttempt}
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
 		call := &unaryCall{method: method, req: req, reply: reply, cc: cc, invoker: invoker}
 		call.opts, call.out = split(callOpts)

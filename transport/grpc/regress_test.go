@@ -378,3 +378,17 @@ func TestRegressFailedStreamCallsOnFinishOnce(t *testing.T) {
 		t.Fatalf("OnFinish called with %v, want once", finished)
 	}
 }
+
+func TestRegressNilExecutorUsesTheDefault(t *testing.T) {
+	c, hs := setup(t, nil, map[string][]step{"flaky": {{code: codes.Unavailable}}})
+	if _, err := c.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "flaky"}); err != nil || hs.count("flaky") != 2 {
+		t.Fatalf("err %v after %d calls", err, hs.count("flaky"))
+	}
+	stream, err := c.Watch(context.Background(), &healthpb.HealthCheckRequest{Service: "w"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+}

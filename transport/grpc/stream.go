@@ -14,13 +14,14 @@ import (
 )
 
 // StreamClientInterceptor returns an interceptor that retries streams
-// under their key's policy on exec, only before the first response
-// message (see the package documentation).
+// under their key's policy on exec (recourse.Default() if nil), only
+// before the first response message (see the package documentation).
 func StreamClientInterceptor(exec *recourse.Executor, opts ...Option) grpc.StreamClientInterceptor {
 	cfg := &config{}
 	for _, o := range opts {
 		o(cfg)
 	}
+	exec = orDefault(exec)
 	opens := &endpoints{exec: exec, next: openAttempt}
 	firsts := &endpoints{exec: exec, next: firstAttempt}
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, callOpts ...grpc.CallOption) (grpc.ClientStream, error) {
