@@ -69,9 +69,10 @@ type reloader struct {
 	done   chan struct{} // closed when the poller exits; nil without one
 	closed sync.Once
 
-	reloading sync.Mutex // one reload at a time, from fetch to commit
+	started atomic.Uint64 // reloads started, numbering them
 
 	mu      sync.RWMutex
+	applied uint64 // the number of the last reload committed
 	set     *PolicySet
 	sum     [sha256.Size]byte // of set's source text
 	tag     string            // set's ETag, for conditional fetches
@@ -288,75 +289,87 @@ func (f *reloader) Reload() error {
 	return err
 }
 
-// reload fetches and commits under f.reloading, so that a slow fetch can
-// never overwrite the result of a later one; it returns the event to
-// report, if any.
+// reload fetches and commits. Reloads may overlap (a user's Reload never
+// waits for a stuck poll); each takes a sequence number when it starts,
+// and one that finishes after a later-started reload has committed is
+// dropped, so a slow fetch never overwrites what a later one found. It
+// returns the event to report, if any.
 func (f *reloader) reload() (*timeline.PolicyReload, error) {
 	if f.fetch == nil {
 		return nil, fmt.Errorf("recourse/policy: Reload of a provider not built with NewFileProvider or NewRemoteProvider")
 	}
-	f.reloading.Lock()
-	defer f.reloading.Unlock()
 	if f.ctx.Err() != nil {
 		return nil, fmt.Errorf("%w: not loading %s", errClosed, f.name)
 	}
 	f.mu.RLock()
-	tag := f.tag
+	seq := f.started.Add(1)
+	base := basis{loaded: f.set != nil, tag: f.tag, sum: f.sum}
 	f.mu.RUnlock()
-	res, set, err := f.fetchAndParse(tag)
+	res, set, err := f.fetchAndParse(base)
 	if err != nil && f.ctx.Err() != nil {
 		// Close interrupted the fetch: that says nothing of the source.
 		return nil, fmt.Errorf("%w while loading %s: %v", errClosed, f.name, err)
 	}
 	if err != nil {
 		err = fmt.Errorf("recourse/policy: loading %s: %w", f.name, err)
-		f.mu.Lock()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	unchanged := err == nil && set == nil
+	moved := (f.set != nil) != base.loaded || f.sum != base.sum
+	if seq < f.applied || unchanged && moved {
+		// A later reload committed first, or this one found the source
+		// unchanged from a set no longer served: the later result stands.
+		if err != nil {
+			return nil, fmt.Errorf("%w (superseded by a later reload)", err)
+		}
+		return nil, nil
+	}
+	f.applied = seq
+	switch {
+	case err != nil:
 		first := f.set == nil
 		f.lastErr = err
 		f.source = fmt.Sprintf("%s (stale: last reload failed: %v)", f.name, err)
-		f.mu.Unlock()
 		if first {
 			return nil, err
 		}
 		return &timeline.PolicyReload{Source: f.name, Version: f.version.Add(1), Err: err}, err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if set == nil { // the set in use, unchanged
+	case set == nil: // the set in use, unchanged
 		if f.tag = res.tag; f.lastErr == nil {
 			return nil, nil
 		}
 		// The source failed before and serves the set in use again.
 		f.lastErr, f.source = nil, f.name
-	} else {
+	default:
 		f.set, f.sum, f.tag, f.lastErr, f.source = set, sha256.Sum256(res.data), res.tag, nil, f.name
 	}
 	return &timeline.PolicyReload{Source: f.name, Version: f.version.Add(1)}, nil
 }
 
+// basis is the set served when a reload started.
+type basis struct {
+	loaded bool
+	tag    string
+	sum    [sha256.Size]byte
+}
+
 // fetchAndParse fetches the source and parses what is new: set is nil
-// when the source holds the set in use. A panic (in a user's
+// when the source holds the set of base. A panic (in a user's
 // http.RoundTripper, say) becomes a *middleware.PanicError.
-func (f *reloader) fetchAndParse(tag string) (res fetched, set *PolicySet, err error) {
+func (f *reloader) fetchAndParse(base basis) (res fetched, set *PolicySet, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = middleware.NewPanicError("provider", f.name, r)
 		}
 	}()
-	res, err = f.fetch(f.ctx, tag)
-	if err != nil {
+	res, err = f.fetch(f.ctx, base.tag)
+	switch {
+	case err != nil:
 		return res, nil, err
-	}
-	f.mu.RLock()
-	loaded, sum := f.set != nil, f.sum
-	f.mu.RUnlock()
-	if res.unchanged {
-		if !loaded {
-			return res, nil, errors.New("the source answered 'not modified' but no set was ever loaded")
-		}
-		return res, nil, nil
-	}
-	if loaded && sha256.Sum256(res.data) == sum {
+	case res.unchanged && !base.loaded:
+		return res, nil, errors.New("the source answered 'not modified' but no set was ever loaded")
+	case res.unchanged, base.loaded && sha256.Sum256(res.data) == base.sum:
 		return res, nil, nil
 	}
 	set, err = Parse(res.data, res.format)

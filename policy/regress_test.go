@@ -580,7 +580,7 @@ func TestRegressConcurrentReloadsNeverGoBack(t *testing.T) {
 	go func() { defer wg.Done(); _ = rp.Reload(); close(second) }()
 	select {
 	case <-second: // the second reload finished while the first was in flight
-	case <-time.After(200 * time.Millisecond): // it waits for the first: as it should
+	case <-time.After(200 * time.Millisecond): // (were reloads serialized)
 	}
 	close(release)
 	wg.Wait()
@@ -961,5 +961,48 @@ func TestRegressSymlinkSwapAndDeletedFile(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "v2", "p.yaml"), goodDoc)
 	if err := fp.Reload(); err != nil || attemptsOf(t, fp) != 2 || fp.Err() != nil {
 		t.Fatalf("re-created file: %v", err)
+	}
+}
+
+// Hostile: a user's Reload does not wait for a poll stuck on a hung
+// server, and the stuck poll's eventual failure does not undo it.
+func TestRegressReloadDoesNotWaitForAStuckPoll(t *testing.T) {
+	var n atomic.Int32
+	hung := make(chan struct{})
+	_, srv := newScripted(t, func(w http.ResponseWriter, r *http.Request) {
+		switch n.Add(1) {
+		case 1:
+			_, _ = io.WriteString(w, goodDoc)
+		case 2:
+			close(hung)
+			<-r.Context().Done()
+		default:
+			_, _ = io.WriteString(w, goodDoc2)
+		}
+	})
+	f := clock.NewFake(time.Unix(0, 0))
+	obs := &reloads{}
+	rp, err := NewRemoteProvider(srv.URL, WatchInterval(time.Second), WatchClock(f), ReloadObserver(obs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.BlockUntil(1)
+	f.Advance(time.Second)
+	<-hung
+	done := make(chan error, 1)
+	go func() { done <- rp.Reload() }()
+	select {
+	case err := <-done:
+		if err != nil || attemptsOf(t, rp) != 5 {
+			t.Fatalf("Reload: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		rp.Close()
+		<-done
+		t.Fatal("Reload waited for a stuck poll")
+	}
+	rp.Close()
+	if rp.Err() != nil || attemptsOf(t, rp) != 5 || len(obs.events()) != 2 {
+		t.Fatalf("after Close: Err %v, events %+v", rp.Err(), obs.events())
 	}
 }
