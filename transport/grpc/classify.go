@@ -1,6 +1,7 @@
 package rgrpc
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"strings"
@@ -116,6 +117,21 @@ func classify(err error, trailer metadata.MD) error {
 		return ce
 	}
 	return middleware.Permanent(ce)
+}
+
+// classifyTry is classify for a try run under ctx: when ctx is done and
+// the status says so (Canceled, DeadlineExceeded), the status is left
+// unmarked, so that the chain's context rules judge the try — the
+// caller's cancellation or deadline aborts the call, the try's own
+// deadline is a retryable timeout — rather than a non-retryable failure
+// of the server.
+func classifyTry(ctx context.Context, err error, trailer metadata.MD) error {
+	if err != nil && ctx.Err() != nil {
+		if st, ok := status.FromError(err); ok && (st.Code() == codes.Canceled || st.Code() == codes.DeadlineExceeded) {
+			return &CodeError{Err: err, Code: st.Code()}
+		}
+	}
+	return classify(err, trailer)
 }
 
 // original returns the status error a try produced, for the caller.

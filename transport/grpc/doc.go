@@ -13,7 +13,10 @@
 // and DeadlineExceeded (of an attempt, or reported by the server) are
 // retryable; ResourceExhausted is retryable only when the server sent
 // retry pushback, since retrying an exhausted quota makes it worse; every
-// other code is final. Server pushback — the grpc-retry-pushback-ms
+// other code is final. A Canceled or DeadlineExceeded status of a try
+// whose own context has ended is judged by that context instead: the
+// caller's cancellation or deadline aborts the call (reason "canceled" or
+// "timeout"), the try's own deadline is a retryable timeout. Server pushback — the grpc-retry-pushback-ms
 // trailer — replaces the backoff before the next try; a negative or
 // malformed value means "do not retry". The caller receives the last
 // try's own status error.

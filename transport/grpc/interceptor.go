@@ -235,7 +235,7 @@ func unaryAttempt(ctx context.Context, request any) (any, error) {
 	c.last = r
 	c.mu.Unlock()
 	if err != nil {
-		return r, classify(err, r.trailer)
+		return r, classifyTry(ctx, err, r.trailer)
 	}
 	return r, nil
 }

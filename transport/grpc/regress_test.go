@@ -23,6 +23,7 @@ import (
 	"github.com/recourse-go/recourse"
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/policy"
+	"github.com/recourse-go/recourse/timeline"
 )
 
 // echo is a hand-built service (no generated code). /test.Echo/Call runs
@@ -390,5 +391,27 @@ func TestRegressNilExecutorUsesTheDefault(t *testing.T) {
 	}
 	if _, err := stream.Recv(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestRegressCallerCancellationIsRecordedAsCanceled(t *testing.T) {
+	heard := make(chan struct{}, 1)
+	e := &echo{script: func(ctx context.Context, _ int) (string, error) {
+		heard <- struct{}{}
+		<-ctx.Done()
+		return "", ctx.Err()
+	}}
+	conn := dialEcho(t, recourse.NewExecutor(fast(3)), e)
+	ctx, cancel := context.WithCancel(context.Background())
+	ctx, capture := timeline.Record(ctx)
+	go func() { <-heard; cancel() }()
+	var reply wrapperspb.StringValue
+	err := conn.Invoke(ctx, "/test.Echo/Call", wrapperspb.String("x"), &reply)
+	if status.Code(err) != codes.Canceled || e.calls.Load() != 1 {
+		t.Fatalf("err %v after %d calls", err, e.calls.Load())
+	}
+	a := capture.Timeline().Attempts
+	if len(a) != 1 || a[0].Outcome != timeline.OutcomeAbort || a[0].Reason != timeline.ReasonCanceled {
+		t.Fatalf("timeline %v: the caller's cancellation is no non-retryable failure of the server", capture.Timeline())
 	}
 }

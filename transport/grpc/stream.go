@@ -210,7 +210,7 @@ func openAttempt(ctx context.Context, request any) (any, error) {
 	opts, tf := o.tryOpts(grpc.Trailer(&trailer))
 	cs, err := o.streamer(ctx, o.desc, o.cc, o.method, opts...)
 	if err != nil {
-		return nil, classify(err, trailer)
+		return nil, classifyTry(ctx, err, trailer)
 	}
 	return &openStream{ClientStream: cs, single: !o.desc.ServerStreams, finish: tf}, nil
 }
@@ -222,12 +222,12 @@ func firstAttempt(ctx context.Context, request any) (any, error) {
 	opts, tf := o.tryOpts()
 	cs, err := o.streamer(ctx, o.desc, o.cc, o.method, opts...)
 	if err != nil {
-		return nil, classify(err, nil)
+		return nil, classifyTry(ctx, err, nil)
 	}
 	s := &openStream{ClientStream: cs, single: !o.desc.ServerStreams, finish: tf}
 	fail := func(err error) (any, error) {
 		s.Discard()
-		return nil, classify(err, cs.Trailer())
+		return nil, classifyTry(ctx, err, cs.Trailer())
 	}
 	for _, m := range o.sent {
 		if err := cs.SendMsg(m); err != nil && !errors.Is(err, io.EOF) {
