@@ -174,6 +174,10 @@ func (e *Executor) build(ctx context.Context, key string) *entry {
 		return e.compile(key, answer{err: errReentrant(key)})
 	}
 	e.mu.Lock()
+	if v, ok := e.cache.Load(key); ok && e.fresh(v.(*entry)) {
+		e.mu.Unlock() // a lookup finished since ours found the entry stale
+		return v.(*entry)
+	}
 	f := e.flights[key]
 	if f == nil {
 		f = e.startFlight(ctx, key, version)

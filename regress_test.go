@@ -683,3 +683,36 @@ func TestRegressOddKeys(t *testing.T) {
 		}
 	}
 }
+
+// callingBackObserver makes a call on the key whose breaker just opened.
+type callingBackObserver struct {
+	timeline.BaseObserver
+	exec  *Executor
+	inner atomic.Value
+	n     atomic.Int32
+}
+
+func (o *callingBackObserver) OnBreakerState(ev timeline.BreakerStateChange) {
+	o.n.Add(1)
+	if ev.To == "open" {
+		o.inner.Store(o.exec.Do(context.Background(), ev.Key, rgOK))
+		_, _ = o.exec.Explain(context.Background(), ev.Key)
+		_ = o.exec.Keys()
+	}
+}
+
+// Hostile: an observer that calls the executor back — a call on the very
+// key whose breaker just opened — neither deadlocks nor loses events.
+func TestRegressObserverCallsBackIntoExecutor(t *testing.T) {
+	obs := &callingBackObserver{}
+	sp := policy.NewStaticProvider(policy.New("svc.Op", policy.MaxAttempts(1),
+		policy.WithCircuitBreaker(policy.CircuitPolicy{Enabled: true, ConsecutiveFailures: 1, Cooldown: time.Hour})))
+	e := NewExecutor(WithObserver(obs), WithProvider(sp))
+	obs.exec = e
+	rgWithin(t, 5*time.Second, func() {
+		_ = e.Do(context.Background(), "svc.Op", func(context.Context) error { return errFlaky })
+	})
+	if err, _ := obs.inner.Load().(error); !errors.Is(err, middleware.ErrCircuitOpen) || obs.n.Load() != 1 {
+		t.Fatalf("inner call: %v; events %d", obs.inner.Load(), obs.n.Load())
+	}
+}
