@@ -574,7 +574,7 @@ func TestRegressStormOnOneKey(t *testing.T) {
 			select {
 			case <-stop:
 				return
-			case <-time.After(time.Millisecond):
+			case <-time.After(100 * time.Microsecond):
 				set(i)
 			}
 		}
@@ -586,7 +586,7 @@ func TestRegressStormOnOneKey(t *testing.T) {
 			wg.Add(1)
 			go func(g int) {
 				defer wg.Done()
-				for i := 0; i < 10; i++ {
+				for i := 0; i < 20; i++ {
 					err := e.Do(context.Background(), "svc.Op", func(context.Context) error {
 						if (g+i)%3 == 0 {
 							return errFlaky
@@ -618,11 +618,11 @@ func TestRegressStormOnOneKey(t *testing.T) {
 // Hostile: many distinct keys keep memory bounded: the cache, the
 // breakers and the trackers all stay within the bound.
 func TestRegressManyKeysStayBounded(t *testing.T) {
-	const max = 128
+	const max = 64
 	e := NewExecutor(WithMaxKeys(max), WithFallbackPolicy(
 		policy.WithCircuitBreaker(policy.CircuitPolicy{Enabled: true}),
 		policy.WithHedge(policy.HedgePolicy{Enabled: true, Delay: time.Hour, Quantile: 0.9})))
-	for i := 0; i < 20000; i++ {
+	for i := 0; i < 3000; i++ {
 		_ = e.Do(context.Background(), fmt.Sprintf("junk.K%d", i), rgOK)
 	}
 	e.stateMu.Lock()
