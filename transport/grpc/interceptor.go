@@ -191,7 +191,7 @@ func UnaryClientInterceptor(exec *recourse.Executor, opts ...Option) grpc.UnaryC
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
 		call := &unaryCall{method: method, req: req, reply: reply, cc: cc, invoker: invoker}
 		call.opts, call.out = split(callOpts)
-		if m, ok := reply.(proto.Message); ok {
+		if m, ok := reply.(proto.Message); ok && m.ProtoReflect().IsValid() { // not a typed nil
 			call.replyType = m.ProtoReflect().Type()
 		} else {
 			ctx = endpoint.WithoutHedging(ctx)

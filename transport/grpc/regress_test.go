@@ -415,3 +415,19 @@ func TestRegressCallerCancellationIsRecordedAsCanceled(t *testing.T) {
 		t.Fatalf("timeline %v: the caller's cancellation is no non-retryable failure of the server", capture.Timeline())
 	}
 }
+
+func TestRegressTypedNilReplyIsAnErrorNotAPanic(t *testing.T) {
+	exec := recourse.NewExecutor(recourse.WithFallbackPolicy(policy.MaxAttempts(2),
+		policy.WithHedge(policy.HedgePolicy{Enabled: true, Delay: time.Microsecond, MaxHedges: 1})))
+	conn := dialEcho(t, exec, &echo{})
+	var reply *wrapperspb.StringValue
+	var out outputs
+	if err := conn.Invoke(context.Background(), "/test.Echo/Call", wrapperspb.String("x"), reply, out.opts()...); err == nil {
+		t.Fatal("a typed nil reply cannot receive an answer: want an error")
+	}
+	out.mu.Lock()
+	defer out.mu.Unlock()
+	if len(out.finished) != 1 {
+		t.Fatalf("OnFinish called %d times", len(out.finished))
+	}
+}
