@@ -67,7 +67,7 @@ func Parse(data []byte, format Format) (*PolicySet, error) {
 	switch format {
 	case JSON:
 		var err error
-		if doc, err = decodeJSON(data); err != nil {
+		if doc, err = decodeJSON(bytes.TrimPrefix(data, []byte("\ufeff"))); err != nil { // a BOM, as YAML allows
 			return nil, fmt.Errorf("recourse/policy: JSON: %w", err)
 		}
 	default:

@@ -1006,3 +1006,33 @@ func TestRegressReloadDoesNotWaitForAStuckPoll(t *testing.T) {
 		t.Fatalf("after Close: Err %v, events %+v", rp.Err(), obs.events())
 	}
 }
+
+// Hostile: a URL with credentials does not put the password in Source
+// (a timeline attribute), errors or events.
+func TestRegressRemoteURLPasswordRedacted(t *testing.T) {
+	s, srv := newScripted(t, serveDoc(goodDoc))
+	obs := &reloads{}
+	u := strings.Replace(srv.URL, "http://", "http://policy-reader:hunter2@", 1)
+	rp, err := NewRemoteProvider(u, WatchInterval(0), ReloadObserver(obs), WithHTTPClient(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rp.Close()
+	s.set(serveStatus(http.StatusBadGateway))
+	err = rp.Reload()
+	for _, text := range []string{rp.Source(), err.Error(), obs.events()[1].Source, obs.events()[1].Err.Error()} {
+		if strings.Contains(text, "hunter2") || !strings.Contains(text, "policy-reader") {
+			t.Fatalf("%q shows the password, or not whose it is", text)
+		}
+	}
+}
+
+// Hostile: a JSON file saved with a byte-order mark (as some editors do)
+// loads, as a YAML one does.
+func TestRegressJSONByteOrderMark(t *testing.T) {
+	for _, format := range []Format{JSON, YAML} {
+		if _, err := Parse([]byte("\ufeff"+`{"policies": {"a.b": {}}}`), format); err != nil {
+			t.Errorf("format %v: %v", format, err)
+		}
+	}
+}

@@ -67,8 +67,9 @@ func AllowRedirectsToOtherHosts() FileOption { return func(r *reloader) { r.cros
 // polls it, configured by the options of NewFileProvider and those above.
 func NewRemoteProvider(url string, opts ...FileOption) (*RemoteProvider, error) {
 	p := &RemoteProvider{}
-	p.configure("remote:"+url, opts)
-	f := &remoteFetch{url: url, limit: p.limit, timeout: p.timeout}
+	shown := redact(url)
+	p.configure("remote:"+shown, opts)
+	f := &remoteFetch{url: url, shown: shown, limit: p.limit, timeout: p.timeout}
 	if p.client == nil {
 		f.own = true
 		f.client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
@@ -140,8 +141,18 @@ func portOf(u *url.URL) string {
 	return "80"
 }
 
+// redact returns rawURL with any password replaced by "xxxxx", for
+// Source, timelines and errors.
+func redact(rawURL string) string {
+	if u, err := url.Parse(rawURL); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return rawURL
+}
+
 type remoteFetch struct {
 	url     string
+	shown   string       // url without its password
 	client  *http.Client // a copy, with the redirect policy
 	own     bool         // client is the provider's own
 	limit   int64
@@ -161,7 +172,7 @@ func (f *remoteFetch) get(ctx context.Context, tag string) (fetched, error) {
 	defer cancel()
 	data, res, err := f.do(ctx, tag)
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		err = fmt.Errorf("GET %s: no complete answer within %v (FetchTimeout): %w (%v)", f.url, f.timeout, context.DeadlineExceeded, err)
+		err = fmt.Errorf("GET %s: no complete answer within %v (FetchTimeout): %w (%v)", f.shown, f.timeout, context.DeadlineExceeded, err)
 	}
 	res.data = data
 	return res, err
@@ -185,20 +196,20 @@ func (f *remoteFetch) do(ctx context.Context, tag string) ([]byte, fetched, erro
 	case http.StatusNotModified:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		if tag == "" {
-			return nil, fetched{}, fmt.Errorf("GET %s: %s to a request that named no ETag: there is no set it could stand for", f.url, resp.Status)
+			return nil, fetched{}, fmt.Errorf("GET %s: %s to a request that named no ETag: there is no set it could stand for", f.shown, resp.Status)
 		}
 		return nil, fetched{unchanged: true, tag: tag}, nil
 	default:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return nil, fetched{}, fmt.Errorf("GET %s: %s", f.url, resp.Status)
+		return nil, fetched{}, fmt.Errorf("GET %s: %s", f.shown, resp.Status)
 	}
-	what := "GET " + f.url + ": the policy set"
+	what := "GET " + f.shown + ": the policy set"
 	if resp.ContentLength > f.limit {
 		return nil, fetched{}, tooLarge(what, resp.ContentLength, f.limit)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, f.limit+1))
 	if err != nil {
-		return nil, fetched{}, fmt.Errorf("GET %s: reading the body: %w", f.url, err)
+		return nil, fetched{}, fmt.Errorf("GET %s: reading the body: %w", f.shown, err)
 	}
 	if int64(len(data)) > f.limit {
 		return nil, fetched{}, tooLarge(what, -1, f.limit)
