@@ -213,6 +213,9 @@ func (g *group) arm() {
 // A panic on this goroutine ends the race and is handed to the caller's.
 func (g *group) fire() {
 	defer g.wg.Done()
+	if g.ctx.Err() != nil {
+		return // the caller has given up: no hedge, no budget spent on one
+	}
 	g.mu.Lock()
 	if g.closed || g.decided {
 		g.mu.Unlock()

@@ -354,3 +354,51 @@ func TestRegressCancellationAroundTheHedgeTimer(t *testing.T) {
 		}
 	}
 }
+
+// hedgeCounter counts OnHedge events and budget decisions.
+type hedgeCounter struct {
+	timeline.BaseObserver
+	mu               sync.Mutex
+	hedges, budgeted int
+}
+
+func (h *hedgeCounter) OnHedge(context.Context, timeline.HedgeEvent) {
+	h.mu.Lock()
+	h.hedges++
+	h.mu.Unlock()
+}
+
+func (h *hedgeCounter) OnBudgetDecision(context.Context, timeline.BudgetDecision) {
+	h.mu.Lock()
+	h.budgeted++
+	h.mu.Unlock()
+}
+
+func TestRegressNoHedgeOnceTheCallerHasGivenUp(t *testing.T) {
+	f := clock.NewFake(time.Unix(0, 0))
+	release := make(chan struct{})
+	tr := &tries{byIndex: map[int]func(context.Context) (any, error){
+		0: func(context.Context) (any, error) { <-release; return nil, errFlaky }, // deaf to its context
+		1: fastHedge,
+	}}
+	obs := &hedgeCounter{}
+	ep := endpoint.Chain(middleware.Observe("k", middleware.WithObserver(obs)), middleware.Retry(middleware.MaxAttempts(1)),
+		New(FixedDelay(time.Millisecond), WithClock(f)), middleware.BudgetGate(middleware.UnlimitedBudget{}),
+		middleware.Classify(nil))(tr.endpoint)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := ep(ctx, nil); done <- err }()
+	f.BlockUntil(1)
+	cancel()                    // the caller gives up …
+	f.Advance(time.Millisecond) // … just before the hedge is due
+	close(release)
+	if err := <-done; err == nil {
+		t.Fatal("a cancelled call succeeded")
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if tr.count() != 1 || obs.hedges != 0 || obs.budgeted != 0 {
+		t.Fatalf("tries %d, hedge events %d, budget decisions %d: a hedge was spawned for a call already cancelled",
+			tr.count(), obs.hedges, obs.budgeted)
+	}
+}
