@@ -1036,3 +1036,31 @@ func TestRegressJSONByteOrderMark(t *testing.T) {
 		}
 	}
 }
+
+// roundTripFunc is an http.RoundTripper.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// Hostile: a program that replaced http.DefaultTransport with its own
+// RoundTripper (for tracing, say) can still build a RemoteProvider.
+func TestRegressReplacedDefaultTransport(t *testing.T) {
+	_, srv := newScripted(t, serveDoc(goodDoc))
+	saved := http.DefaultTransport
+	defer func() { http.DefaultTransport = saved }()
+	var used atomic.Int32
+	http.DefaultTransport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		used.Add(1)
+		return saved.RoundTrip(r)
+	})
+	var rp *RemoteProvider
+	var err error
+	noPanic(t, "NewRemoteProvider", func() { rp, err = NewRemoteProvider(srv.URL, WatchInterval(0)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp.Close()
+	if used.Load() != 1 {
+		t.Fatalf("the replaced DefaultTransport served %d requests", used.Load())
+	}
+}

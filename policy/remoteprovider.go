@@ -35,7 +35,7 @@ const maxRedirects = 10
 // one, and the timeline attribute policy_source says "remote:URL (stale: …)".
 type RemoteProvider struct {
 	reloader
-	fetch *remoteFetch
+	remote *remoteFetch
 }
 
 // WithHTTPClient makes a RemoteProvider fetch through a copy of c (default:
@@ -72,13 +72,16 @@ func NewRemoteProvider(url string, opts ...FileOption) (*RemoteProvider, error) 
 	f := &remoteFetch{url: url, shown: shown, limit: p.limit, timeout: p.timeout}
 	if p.client == nil {
 		f.own = true
-		f.client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		f.client = &http.Client{Transport: http.DefaultTransport}
+		if t, ok := http.DefaultTransport.(*http.Transport); ok {
+			f.client.Transport = t.Clone()
+		}
 	} else {
 		c := *p.client
 		f.client = &c
 	}
 	f.client.CheckRedirect = checkRedirect(f.client.CheckRedirect, p.crossHost)
-	p.fetch = f
+	p.remote = f
 	if err := p.start(f.get); err != nil {
 		f.release()
 		return nil, err
@@ -91,8 +94,8 @@ func NewRemoteProvider(url string, opts ...FileOption) (*RemoteProvider, error) 
 // its last good set.
 func (p *RemoteProvider) Close() error {
 	err := p.reloader.Close()
-	if p.fetch != nil {
-		p.fetch.release()
+	if p.remote != nil {
+		p.remote.release()
 	}
 	return err
 }
@@ -159,10 +162,11 @@ type remoteFetch struct {
 	timeout time.Duration
 }
 
-// release closes the idle connections of the provider's own client; a
-// user's client shares its transport with the user, who decides.
+// release closes the idle connections of the provider's own transport; a
+// user's client (or a replaced http.DefaultTransport) is shared, and its
+// connections are its owner's to close.
 func (f *remoteFetch) release() {
-	if f.own {
+	if _, cloned := f.client.Transport.(*http.Transport); f.own && cloned {
 		f.client.CloseIdleConnections()
 	}
 }
