@@ -111,7 +111,9 @@ func WatchClock(c clock.Clock) FileOption { return func(r *reloader) { r.clock =
 
 // ReloadObserver reports every reload, good or failed, to o: a new set, a
 // failure (the last good set stays), and the recovery of a source that
-// failed and then again serves the set in use.
+// failed and then again serves the set in use. A panic in o is recovered
+// and returned by the Reload (or the constructor) that reported to it; on
+// the poller, which has no caller, it is dropped.
 func ReloadObserver(o timeline.Observer) FileOption { return func(r *reloader) { r.observer = o } }
 
 // MaxPolicyBytes bounds the size of the policy set a FileProvider reads
@@ -207,7 +209,14 @@ func (r *reloader) configure(name string, opts []FileOption) {
 func (r *reloader) start(fetch fetchFunc) error {
 	r.fetch = fetch
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	if err := r.Reload(); err != nil {
+	err := r.Reload()
+	r.mu.RLock()
+	loaded := r.set != nil
+	r.mu.RUnlock()
+	if err == nil && !loaded { // not expected: a first Reload's nil means a set
+		err = fmt.Errorf("recourse/policy: loading %s: no policy set", r.name)
+	}
+	if err != nil {
 		r.cancel()
 		return err
 	}
