@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -45,12 +46,18 @@ func (c *config) keyFor(method string) string {
 	return KeyFromMethod(method)
 }
 
-// endpoints caches one executor endpoint per key (keys are few: one per
-// method at most).
+// maxCachedKeys bounds the endpoints cached per interceptor. Keys are
+// meant to be few (one per method); past this many, as with a key
+// function that derives keys from something unbounded, endpoints for new
+// keys are made per call instead of growing the cache without bound.
+const maxCachedKeys = 4096
+
+// endpoints caches one executor endpoint per key.
 type endpoints struct {
 	exec *recourse.Executor
 	next endpoint.Endpoint
 	m    sync.Map
+	n    atomic.Int32 // keys in m
 }
 
 // orDefault returns exec, or the package-level default executor if nil.
@@ -65,8 +72,15 @@ func (e *endpoints) get(key string) endpoint.Endpoint {
 	if ep, ok := e.m.Load(key); ok {
 		return ep.(endpoint.Endpoint)
 	}
-	ep, _ := e.m.LoadOrStore(key, e.exec.Endpoint(key, e.next))
-	return ep.(endpoint.Endpoint)
+	ep := e.exec.Endpoint(key, e.next)
+	if e.n.Load() >= maxCachedKeys {
+		return ep
+	}
+	got, loaded := e.m.LoadOrStore(key, ep)
+	if !loaded {
+		e.n.Add(1)
+	}
+	return got.(endpoint.Endpoint)
 }
 
 // unaryCall is one unary call travelling through the chain as the request.

@@ -3,6 +3,7 @@ package rgrpc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -429,5 +430,22 @@ func TestRegressTypedNilReplyIsAnErrorNotAPanic(t *testing.T) {
 	defer out.mu.Unlock()
 	if len(out.finished) != 1 {
 		t.Fatalf("OnFinish called %d times", len(out.finished))
+	}
+}
+
+func TestRegressEndpointCacheIsBounded(t *testing.T) {
+	eps := &endpoints{exec: recourse.NewExecutor(), next: unaryAttempt}
+	for i := 0; i < maxCachedKeys+500; i++ {
+		if eps.get(fmt.Sprintf("k%d", i)) == nil {
+			t.Fatal("no endpoint")
+		}
+	}
+	var n int
+	eps.m.Range(func(any, any) bool { n++; return true })
+	if n > maxCachedKeys {
+		t.Fatalf("%d endpoints cached for as many keys: a key per request grows the cache without bound", n)
+	}
+	if eps.get("k1") == nil || eps.get("fresh") == nil {
+		t.Fatal("no endpoint once the cache is full")
 	}
 }
