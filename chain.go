@@ -63,6 +63,7 @@ func (e *Executor) compile(key string, ans answer) *entry {
 		)
 	}
 	en.ep = en.mw(e.terminal(key))
+	en.good = refusal == nil && attrs[timeline.AttrPolicyError] == ""
 	return en
 }
 

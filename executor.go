@@ -63,10 +63,14 @@ type entry struct {
 
 	// transient marks a chain compiled after a transient provider error
 	// (or from the last good policy kept through one): it serves calls
-	// until retryAt on the executor's clock, then the provider is asked
-	// again.
+	// from failedAt until retryAt on the executor's clock, then the
+	// provider is asked again (sooner if the clock steps back).
 	transient bool
+	failedAt  time.Time
 	retryAt   time.Time
+	// good marks a chain of the key's own policy (not the missing-policy
+	// one): the chain kept through transient provider errors.
+	good bool
 
 	// The key's shared state the chain uses, re-registered when the entry
 	// is cached so that an eviction racing a recompilation loses nothing.
@@ -139,10 +143,15 @@ func (e *Executor) maxKeys() int {
 }
 
 // fresh reports whether en may serve calls: compiled at the provider's
-// current version and, if transient, before its retry time.
+// current version and, if transient, within its backoff.
 func (e *Executor) fresh(en *entry) bool {
 	return (e.versioned == nil || en.version == e.version()) &&
-		(!en.transient || e.now().Before(en.retryAt))
+		(!en.transient || en.within(e.now()))
+}
+
+// within reports whether now falls in a transient entry's backoff.
+func (en *entry) within(now time.Time) bool {
+	return !now.Before(en.failedAt) && now.Before(en.retryAt)
 }
 
 // lookup returns key's entry, building it when there is none or it is
@@ -519,12 +528,13 @@ func (e *Executor) finish(f *flight, key string, version uint64, ans answer) {
 		}
 		var en *entry
 		if transient(ans.err) {
-			retryAt := e.now().Add(e.providerErrorBackoff())
-			if v, ok := e.cache.Load(key); ok && v.(*entry).refusal == nil && !v.(*entry).transient {
-				en = v.(*entry).retained(retryAt)
+			now := e.now()
+			retryAt := now.Add(e.providerErrorBackoff())
+			if v, ok := e.cache.Load(key); ok && v.(*entry).good {
+				en = v.(*entry).retained(now, retryAt)
 			} else {
 				en = e.compile(key, ans)
-				en.transient, en.retryAt = true, retryAt
+				en.transient, en.failedAt, en.retryAt = true, now, retryAt
 			}
 		} else {
 			en = e.compile(key, ans)
@@ -534,11 +544,11 @@ func (e *Executor) finish(f *flight, key string, version uint64, ans answer) {
 	})
 }
 
-// retained returns a copy of en that serves until retryAt: the last good
-// chain of a key whose provider failed transiently.
-func (en *entry) retained(retryAt time.Time) *entry {
+// retained returns a copy of en that serves from failedAt until retryAt:
+// the last good chain of a key whose provider failed transiently.
+func (en *entry) retained(failedAt, retryAt time.Time) *entry {
 	c := &entry{key: en.key, version: en.version, compiled: en.compiled, refusal: en.refusal, mw: en.mw, ep: en.ep,
-		transient: true, retryAt: retryAt, breaker: en.breaker, tracker: en.tracker}
+		transient: true, failedAt: failedAt, retryAt: retryAt, good: true, breaker: en.breaker, tracker: en.tracker}
 	c.used.Store(true)
 	return c
 }

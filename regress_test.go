@@ -716,3 +716,91 @@ func TestRegressObserverCallsBackIntoExecutor(t *testing.T) {
 		t.Fatalf("inner call: %v; events %d", obs.inner.Load(), obs.n.Load())
 	}
 }
+
+// rgSetClock is a clock whose reading the test sets, backwards included.
+type rgSetClock struct {
+	clock.Fake
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *rgSetClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *rgSetClock) set(t time.Time) {
+	c.mu.Lock()
+	c.now = t
+	c.mu.Unlock()
+}
+
+// Hostile: the provider-error backoff runs on the executor's clock; a
+// clock stepping back must not stretch it (the key would stay on the
+// fallback policy for as long as the clock went back).
+func TestRegressProviderBackoffClockBackwards(t *testing.T) {
+	c := &rgSetClock{now: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
+	prov := &flakyProvider{err: errors.New("unavailable")}
+	prov.failing.Store(true)
+	e := NewExecutor(WithClock(c), WithProvider(prov), WithProviderErrorBackoff(time.Second))
+	_ = e.Do(context.Background(), "svc.Op", rgOK)
+	prov.failing.Store(false)
+	c.set(c.Now().Add(-time.Hour))
+	cp, _ := e.Explain(context.Background(), "svc.Op")
+	if prov.asks.Load() != 2 || cp.Policy.Retry.MaxAttempts != 1 {
+		t.Fatalf("after the clock went back an hour: asks %d, max attempts %d (want 2 asks, the provider's policy)", prov.asks.Load(), cp.Policy.Retry.MaxAttempts)
+	}
+}
+
+// failingStatic is a versioned provider that can be made to fail.
+type failingStatic struct {
+	*policy.StaticProvider
+	failing atomic.Bool
+	asks    atomic.Int32
+}
+
+func (p *failingStatic) Policy(ctx context.Context, key policy.Key) (policy.Policy, error) {
+	p.asks.Add(1)
+	if p.failing.Load() {
+		return policy.Policy{}, errors.New("unavailable")
+	}
+	return p.StaticProvider.Policy(ctx, key)
+}
+
+// Item 13: a reload whose lookup fails transiently keeps the key on its
+// last good policy (not the fallback) through the backoff, then picks up
+// the new one.
+func TestRegressReloadFailureKeepsLastGoodPolicy(t *testing.T) {
+	f := clock.NewFake(time.Unix(1000, 0))
+	prov := &failingStatic{StaticProvider: policy.NewStaticProvider(policy.New("svc.Op", policy.MaxAttempts(2)))}
+	e := NewExecutor(WithClock(f), WithProvider(prov), WithProviderErrorBackoff(time.Second), WithFallbackPolicy(policy.MaxAttempts(5)))
+	attempts := func() int {
+		t.Helper()
+		c, err := e.Explain(context.Background(), "svc.Op")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Policy.Retry.MaxAttempts
+	}
+	if n := attempts(); n != 2 {
+		t.Fatalf("max attempts %d", n)
+	}
+	prov.failing.Store(true)
+	prov.Set(policy.New("svc.Op", policy.MaxAttempts(4)))
+	if n := attempts(); n != 2 || prov.asks.Load() != 2 {
+		t.Fatalf("reload failed: max attempts %d (want 2, the last good), asks %d", n, prov.asks.Load())
+	}
+	f.Advance(time.Second)
+	if n := attempts(); n != 2 || prov.asks.Load() != 3 {
+		t.Fatalf("failed again after the backoff: max attempts %d (want 2, still the last good), asks %d", n, prov.asks.Load())
+	}
+	prov.failing.Store(false)
+	if n := attempts(); n != 2 || prov.asks.Load() != 3 {
+		t.Fatalf("within the backoff: max attempts %d, asks %d", n, prov.asks.Load())
+	}
+	f.Advance(time.Second)
+	if n := attempts(); n != 4 || prov.asks.Load() != 4 {
+		t.Fatalf("after the backoff: max attempts %d (want 4), asks %d", n, prov.asks.Load())
+	}
+}
