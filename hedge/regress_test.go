@@ -402,3 +402,15 @@ func TestRegressNoHedgeOnceTheCallerHasGivenUp(t *testing.T) {
 			tr.count(), obs.hedges, obs.budgeted)
 	}
 }
+
+func TestRegressTrackerClampsNegativeLatencies(t *testing.T) {
+	// A clock that steps backwards between a try's start and end gives a
+	// negative latency: it must not count as the slowest one possible.
+	tr := NewLatencyTracker(4)
+	for i := 0; i < 4; i++ {
+		tr.Observe(-time.Second)
+	}
+	if q := tr.Quantile(1); q > time.Millisecond {
+		t.Fatalf("p100 of negative latencies = %v", q)
+	}
+}

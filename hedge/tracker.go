@@ -86,8 +86,12 @@ func (t *LatencyTracker) Quantile(q float64) time.Duration {
 	return upperBound(numBuckets - 1)
 }
 
-// bucketOf maps a latency to its histogram bucket.
+// bucketOf maps a latency to its histogram bucket; a negative one (a
+// clock stepped back) counts as zero.
 func bucketOf(d time.Duration) int {
+	if d < 0 {
+		d = 0
+	}
 	u := uint64(d / time.Microsecond)
 	if u < subBuckets {
 		return int(u)
