@@ -113,7 +113,8 @@ func WatchClock(c clock.Clock) FileOption { return func(r *reloader) { r.clock =
 // failure (the last good set stays), and the recovery of a source that
 // failed and then again serves the set in use. A panic in o is recovered
 // and returned by the Reload (or the constructor) that reported to it; on
-// the poller, which has no caller, it is dropped.
+// the poller, which has no caller, it is dropped. Events of overlapping
+// reloads may arrive out of order: their Version orders them.
 func ReloadObserver(o timeline.Observer) FileOption { return func(r *reloader) { r.observer = o } }
 
 // MaxPolicyBytes bounds the size of the policy set a FileProvider reads

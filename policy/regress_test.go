@@ -1064,3 +1064,51 @@ func TestRegressReplacedDefaultTransport(t *testing.T) {
 		t.Fatalf("the replaced DefaultTransport served %d requests", used.Load())
 	}
 }
+
+// Hostile: readers on many goroutines while the poller and direct
+// reloads flip the file between sets (run with -race): every read sees
+// one whole set.
+func TestRegressReadersDuringReloads(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.yaml")
+	writeFile(t, path, goodDoc)
+	fp, err := NewFileProvider(path, WatchInterval(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fp.Close()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p, err := fp.Policy(context.Background(), ParseKey("a.b"))
+				if err != nil || p.Retry.MaxAttempts != 2 && p.Retry.MaxAttempts != 5 {
+					t.Errorf("a.b: %+v, %v", p.Retry, err)
+					return
+				}
+				if s := fp.Set(); s == nil || len(s.Policies) != 1 {
+					t.Errorf("Set() = %+v", s)
+					return
+				}
+				_, _, _ = fp.Source(), fp.Err(), fp.Version()
+			}
+		}()
+	}
+	for i := 0; i < 40; i++ {
+		doc := goodDoc
+		if i%2 == 1 {
+			doc = goodDoc2
+		}
+		writeFile(t, path, doc)
+		_ = fp.Reload()
+	}
+	close(stop)
+	wg.Wait()
+}
