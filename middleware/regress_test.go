@@ -294,3 +294,42 @@ func TestRegressBreakerHugeCountsDoNotWrap(t *testing.T) {
 		t.Fatalf("ratio breaker with min requests 2^32+1 tripped after 3: %v", s)
 	}
 }
+
+// Hostile: an OnStateChange that panics reaches the caller, and does not
+// wedge delivery: later transitions are still delivered, in order.
+func TestRegressBreakerPanickingStateChange(t *testing.T) {
+	var (
+		mu  sync.Mutex
+		got []string
+	)
+	b := NewCircuitBreaker(BreakerConfig{Name: "k", ConsecutiveFailures: 1, Cooldown: 10 * time.Millisecond,
+		OnStateChange: func(_ string, from, to endpoint.BreakerState) {
+			mu.Lock()
+			got = append(got, from.String()+">"+to.String())
+			mu.Unlock()
+			if to == endpoint.BreakerOpen {
+				panic("observer bug")
+			}
+		}})
+	failing := breakerChain(b, func(context.Context, any) (any, error) { return nil, errFlaky })
+	func() {
+		defer func() {
+			if r := recover(); r != "observer bug" {
+				t.Fatalf("recovered %v", r)
+			}
+		}()
+		_, _ = failing(context.Background(), nil)
+	}()
+	time.Sleep(20 * time.Millisecond)
+	ok := breakerChain(b, func(context.Context, any) (any, error) { return "ok", nil })
+	within(t, 5*time.Second, func() {
+		if _, err := ok(context.Background(), nil); err != nil {
+			t.Errorf("probe: %v", err)
+		}
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 3 || got[1] != "open>half_open" || got[2] != "half_open>closed" {
+		t.Fatalf("transitions %v", got)
+	}
+}
