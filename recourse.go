@@ -20,10 +20,12 @@ func Default() *Executor {
 	return defaultExec.Load()
 }
 
-// SetDefault makes e the executor of the package-level functions.
+// SetDefault makes e the executor of the package-level functions; nil
+// restores NewDefaultExecutor().
 func SetDefault(e *Executor) { defaultExec.Store(e) }
 
-// Do runs op under key's policy on the default executor.
+// Do runs op under key's policy on the default executor. A nil ctx or op
+// is an error (ErrNilContext, ErrNilOperation) naming key, not a panic.
 func Do(ctx context.Context, key string, op func(context.Context) error) error {
 	return Default().Do(ctx, key, op)
 }
