@@ -7,7 +7,19 @@
 // before the call returns, so no goroutine outlives the call. A retryable
 // failure of one try does not end the race while others run; a
 // non-retryable one does. No goroutine and no extra context exist until a
-// trigger fires.
+// trigger fires, and none is spawned once the caller's context has ended.
+//
+// A panic on a hedge's goroutine never kills the process: the other tries
+// are cancelled and awaited, then the panic is raised again on the
+// caller's goroutine — or, with RecoverPanics, the attempt ends with a
+// *middleware.PanicError. A panicking primary try also cancels and awaits
+// its hedges before its panic goes on.
+//
+// When the call is recorded (timeline.Recorder in the context), the
+// records of a race's tries are held until the race is over and then
+// passed on with their final reasons — "hedge_won" for the winner,
+// "hedge_lost" for the tries whose results came after the race was
+// decided — so that observers are told what the timeline keeps.
 //
 // Two triggers come with the package: FixedDelay, and a LatencyTrigger that
 // hedges when a try outlives a quantile (say p99) of the key's recent
