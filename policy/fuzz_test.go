@@ -1,8 +1,11 @@
 package policy
 
 import (
+	"bytes"
+	"encoding/json"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -93,4 +96,42 @@ func checkNormalized(t *testing.T, p Policy) {
 	if len(clamped) != 0 || !reflect.DeepEqual(again, n) {
 		t.Fatalf("Normalize is not idempotent: clamped %v on the second pass", clamped)
 	}
+}
+
+// FuzzDecodeJSON checks decodeJSON against encoding/json: it accepts what
+// json.Valid accepts (but for duplicate keys and deep nesting), rejects
+// the rest, and decodes to what a json.Decoder with UseNumber does.
+func FuzzDecodeJSON(f *testing.F) {
+	for _, s := range []string{`{"a": {"b": [1, 2.5, "x", null, true]}}`, `{"a": 1, "a": 2}`, `[]`, `"s"`, ` 1 `, `{} {}`, `{"a":}`, "", `[[[`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := decodeJSON(data)
+		if len(bytes.Trim(data, " \t\r\n")) == 0 { // JSON's whitespace
+			if err != nil || got != nil {
+				t.Fatalf("empty input: %v, %v", got, err)
+			}
+			return
+		}
+		valid := json.Valid(data)
+		if err != nil {
+			msg := err.Error()
+			if valid && !strings.Contains(msg, "duplicate key") && !strings.Contains(msg, "nested deeper") {
+				t.Fatalf("decodeJSON rejected valid JSON %q: %v", data, err)
+			}
+			return
+		}
+		if !valid {
+			t.Fatalf("decodeJSON accepted invalid JSON %q as %v", data, got)
+		}
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		var want any
+		if err := dec.Decode(&want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("decodeJSON(%q) = %#v, encoding/json says %#v", data, got, want)
+		}
+	})
 }
