@@ -333,3 +333,24 @@ func TestRegressBreakerPanickingStateChange(t *testing.T) {
 		t.Fatalf("transitions %v", got)
 	}
 }
+
+// The same with the project's fake clock: starting at the zero time, then
+// stepping back and forth.
+func TestRegressBudgetsOnFakeClockFromZero(t *testing.T) {
+	f := clock.NewFake(time.Time{})
+	ratio := NewRatioBudget(Ratio(0.5), RatioFloor(0), RatioWindow(time.Second), RatioClock(f))
+	tb := NewTokenBucketBudgetWithClock(2, 10, f)
+	for _, step := range []time.Duration{0, -time.Hour, time.Hour, -time.Millisecond, 100 * 365 * 24 * time.Hour, -200 * 365 * 24 * time.Hour} {
+		f.Advance(step)
+		if got := takeN(t, ratio, 4); got > 2 {
+			t.Errorf("after %v: ratio allowed %d extras for 4 firsts at 50%%", step, got)
+		}
+		if got := takeN(t, tb, 1); got > 2 {
+			t.Errorf("after %v: token bucket allowed %d (capacity 2)", step, got)
+		}
+	}
+	f.Advance(time.Second)
+	if !tb.Take(context.Background(), retry).Allowed {
+		t.Error("token bucket did not refill a second after the last step")
+	}
+}
