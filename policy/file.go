@@ -22,8 +22,12 @@ import (
 // PolicySet is the content of a policy file: policies by key, and the
 // default policy for keys the file does not name (nil if none).
 type PolicySet struct {
+	// Policies holds each key's policy, the default section's fields
+	// filled in for those the key does not set.
 	Policies map[Key]Policy
-	Default  *Policy
+	// Default is the default section's policy (its Key zero), served for
+	// keys the file does not name; nil when the file has none.
+	Default *Policy
 }
 
 // Keys returns the set's keys, sorted.
@@ -41,7 +45,9 @@ type Format int
 
 // Formats.
 const (
+	// YAML is YAML 1.2 (one document; JSON is valid YAML too).
 	YAML Format = iota
+	// JSON is one JSON object.
 	JSON
 )
 
@@ -62,6 +68,10 @@ const DefaultSection = "default"
 // own section. Any error — bad syntax, an unknown field, a value of the
 // wrong type, a hard error of Validate — is reported naming the key, the
 // field and the value; all of a file's field errors are reported, joined.
+// A key or field given twice (in JSON as in YAML, at any depth, or a key
+// spelled two ways, as "x" and ".x") is an error naming it, and so is a
+// document with no policies and no default section (ErrNoPolicies): an
+// empty or comment-only file is never an empty set.
 func Parse(data []byte, format Format) (*PolicySet, error) {
 	var doc any
 	switch format {

@@ -229,7 +229,8 @@ func (r *reloader) start(fetch fetchFunc) error {
 }
 
 // Policy returns key's policy, the default section's (with Key set) for a
-// key the file does not name, or an error wrapping ErrNotFound.
+// key the file does not name, or an error wrapping ErrNotFound. A nil ctx
+// is an error.
 func (f *reloader) Policy(ctx context.Context, key Key) (Policy, error) {
 	if ctx == nil {
 		return Policy{}, errNilContext
