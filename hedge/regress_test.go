@@ -323,7 +323,7 @@ func TestRegressCancellationAroundTheHedgeTimer(t *testing.T) {
 				start := time.Now()
 				resp, err := ep(ctx, nil)
 				cancel()
-				if took := time.Since(start); took > time.Second {
+				if took := time.Since(start); took > 10*time.Second { // a hang, not a slow machine
 					t.Errorf("call took %v", took)
 				}
 				if (resp == "done") == (err != nil) {
