@@ -804,3 +804,44 @@ func TestRegressReloadFailureKeepsLastGoodPolicy(t *testing.T) {
 		t.Fatalf("after the backoff: max attempts %d (want 4), asks %d", n, prov.asks.Load())
 	}
 }
+
+type rgCtxKey struct{}
+
+// ctxProvider reports what its lookup context carries.
+type ctxProvider struct {
+	value    any
+	deadline time.Duration
+	errAfter error
+	release  chan struct{}
+}
+
+func (p *ctxProvider) Policy(ctx context.Context, key policy.Key) (policy.Policy, error) {
+	p.value = ctx.Value(rgCtxKey{})
+	if d, ok := ctx.Deadline(); ok {
+		p.deadline = time.Until(d)
+	}
+	<-p.release
+	p.errAfter = ctx.Err()
+	return policy.New(key.String(), policy.MaxAttempts(1)), nil
+}
+
+// Item 13: the lookup context keeps the first caller's values, has its
+// own deadline (the provider timeout), and outlives the caller's
+// cancellation.
+func TestRegressLookupContext(t *testing.T) {
+	p := &ctxProvider{release: make(chan struct{})}
+	e := NewExecutor(WithProvider(p), WithProviderTimeout(time.Minute))
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), rgCtxKey{}, "trace-1"), time.Millisecond)
+	defer cancel()
+	if err := e.Do(ctx, "svc.Op", rgOK); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("caller: %v", err)
+	}
+	close(p.release)
+	c, err := e.Explain(context.Background(), "svc.Op")
+	if err != nil || c.Policy.Retry.MaxAttempts != 1 {
+		t.Fatalf("explain: %v", err)
+	}
+	if p.value != "trace-1" || p.deadline < 50*time.Second || p.deadline > time.Minute || p.errAfter != nil {
+		t.Fatalf("lookup ctx: value %v, deadline in %v, err after the caller gave up %v", p.value, p.deadline, p.errAfter)
+	}
+}
