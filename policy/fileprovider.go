@@ -9,9 +9,11 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/middleware"
@@ -341,7 +343,7 @@ func (f *reloader) reload() (*timeline.PolicyReload, error) {
 	case err != nil:
 		first := f.set == nil
 		f.lastErr = err
-		f.source = fmt.Sprintf("%s (stale: last reload failed: %v)", f.name, err)
+		f.source = fmt.Sprintf("%s (stale: last reload failed: %s)", f.name, brief(err))
 		if first {
 			return nil, err
 		}
@@ -356,6 +358,31 @@ func (f *reloader) reload() (*timeline.PolicyReload, error) {
 		f.set, f.sum, f.tag, f.lastErr, f.source = set, sha256.Sum256(res.data), res.tag, nil, f.name
 	}
 	return &timeline.PolicyReload{Source: f.name, Version: f.version.Add(1)}, nil
+}
+
+// maxNote bounds the error text Source carries: it goes into every
+// call's timeline, and a broken file can hold thousands of field errors.
+const maxNote = 512
+
+// brief returns err's first line, cut to maxNote bytes (on a rune
+// boundary), saying how much more Err holds.
+func brief(err error) string {
+	msg := err.Error()
+	first, rest, more := strings.Cut(msg, "\n")
+	if len(first) > maxNote {
+		cut := maxNote
+		for cut > 0 && !utf8.RuneStart(first[cut]) {
+			cut--
+		}
+		first, more = first[:cut]+"…", true
+	}
+	if !more {
+		return first
+	}
+	if n := strings.Count(rest, "\n") + 1; rest != "" {
+		return fmt.Sprintf("%s (and %d more; see Err)", first, n)
+	}
+	return first + " (see Err)"
 }
 
 // basis is the set served when a reload started.

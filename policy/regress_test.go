@@ -1112,3 +1112,35 @@ func TestRegressReadersDuringReloads(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// Hostile: a file with thousands of broken keys does not put megabytes of
+// errors into Source, which every call's timeline carries; Err has them
+// all.
+func TestRegressStaleSourceIsBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.yaml")
+	writeFile(t, path, goodDoc)
+	fp, err := NewFileProvider(path, WatchInterval(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fp.Close()
+	var b strings.Builder
+	b.WriteString("policies:\n")
+	for i := 0; i < 1000; i++ {
+		fmt.Fprintf(&b, "  k%d.op: {retry: {max_attempts: many, jitter: %s}}\n", i, strings.Repeat("w", 100))
+	}
+	writeFile(t, path, b.String())
+	if err := fp.Reload(); err == nil {
+		t.Fatal("a broken file loaded")
+	}
+	src := fp.Source()
+	if len(src) > 1024 || !strings.Contains(src, "stale") || !strings.Contains(src, "more; see Err") {
+		t.Fatalf("Source is %d bytes: %.200q", len(src), src)
+	}
+	if n := strings.Count(fp.Err().Error(), "\n") + 1; n != 2000 {
+		t.Fatalf("Err holds %d errors, want 2000", n)
+	}
+	if attemptsOf(t, fp) != 2 {
+		t.Fatal("lost the set")
+	}
+}
