@@ -240,29 +240,27 @@ func (e *Executor) store(key string, en *entry) *entry {
 	return en
 }
 
-// register makes en's breaker and tracker key's, if key has none (an
-// eviction may have dropped them while en was being compiled).
+// register makes en's breaker and tracker key's: the cached chain's state
+// is the key's (an eviction may have dropped it while en was compiled, or
+// a one-call chain compiled meanwhile may have replaced it). e.mu is held.
+// A chain of the key's own policy without a breaker drops the key's
+// breaker, so that Breaker reports none.
 func (e *Executor) register(key string, en *entry) {
-	if en.breaker == nil && en.tracker == nil {
-		return
-	}
 	e.stateMu.Lock()
 	defer e.stateMu.Unlock()
 	if en.breaker != nil {
-		if _, ok := e.breakers[key]; !ok {
-			if e.breakers == nil {
-				e.breakers = make(map[string]*keyBreaker)
-			}
-			e.breakers[key] = en.breaker
+		if e.breakers == nil {
+			e.breakers = make(map[string]*keyBreaker)
 		}
+		e.breakers[key] = en.breaker
+	} else if en.good && !en.transient {
+		delete(e.breakers, key)
 	}
 	if en.tracker != nil {
-		if _, ok := e.trackers[key]; !ok {
-			if e.trackers == nil {
-				e.trackers = make(map[string]*hedge.LatencyTracker)
-			}
-			e.trackers[key] = en.tracker
+		if e.trackers == nil {
+			e.trackers = make(map[string]*hedge.LatencyTracker)
 		}
+		e.trackers[key] = en.tracker
 	}
 }
 

@@ -845,3 +845,26 @@ func TestRegressLookupContext(t *testing.T) {
 		t.Fatalf("lookup ctx: value %v, deadline in %v, err after the caller gave up %v", p.value, p.deadline, p.errAfter)
 	}
 }
+
+// Breaker follows the key's cached chain: a reload that turns the breaker
+// off leaves the key with none, and one that turns it on again gives it a
+// breaker that the chain uses.
+func TestRegressBreakerFollowsReloads(t *testing.T) {
+	on := policy.New("svc.Op", policy.MaxAttempts(1), policy.WithCircuitBreaker(policy.CircuitPolicy{Enabled: true, ConsecutiveFailures: 1, Cooldown: time.Hour}))
+	sp := policy.NewStaticProvider(on)
+	e := NewExecutor(WithProvider(sp))
+	_ = e.Do(context.Background(), "svc.Op", rgOK)
+	if e.Breaker("svc.Op") == nil {
+		t.Fatal("no breaker")
+	}
+	sp.Set(policy.New("svc.Op", policy.MaxAttempts(1)))
+	_ = e.Do(context.Background(), "svc.Op", rgOK)
+	if b := e.Breaker("svc.Op"); b != nil {
+		t.Fatalf("breaker %v after the reload turned it off", b.State())
+	}
+	sp.Set(on)
+	_ = e.Do(context.Background(), "svc.Op", func(context.Context) error { return errFlaky })
+	if b := e.Breaker("svc.Op"); b == nil || b.State() != endpoint.BreakerOpen {
+		t.Fatal("the breaker Breaker returns is not the one the chain uses")
+	}
+}
