@@ -321,6 +321,11 @@ func (g *group) consider(idx int, resp any, err error) (drop any) {
 			drop = g.lastResp
 		}
 		g.lastIdx, g.lastResp, g.lastErr, g.hasLast = idx, resp, err, true
+		if v.RetryAfter > 0 {
+			// The server asked to back off: more hedges now would defy
+			// it. The retry loop honours the delay before the next try.
+			g.closed = true
+		}
 		return drop
 	default: // non-retryable, abort: the race is over
 		return g.decide(idx, resp, err)

@@ -414,3 +414,45 @@ func TestRegressTrackerClampsNegativeLatencies(t *testing.T) {
 		t.Fatalf("p100 of negative latencies = %v", q)
 	}
 }
+
+// pushbackErr is a retryable failure carrying server pushback.
+type pushbackErr struct{ d time.Duration }
+
+func (p pushbackErr) Error() string             { return "busy" }
+func (p pushbackErr) RetryAfter() time.Duration { return p.d }
+
+// firedClock is a fake clock that reports each AfterFunc call's return.
+type firedClock struct {
+	*clock.Fake
+	fired chan struct{}
+}
+
+func (c firedClock) AfterFunc(d time.Duration, f func()) clock.Timer {
+	return c.Fake.AfterFunc(d, func() { f(); c.fired <- struct{}{} })
+}
+
+func TestRegressServerPushbackStopsFurtherHedges(t *testing.T) {
+	// A hedge told by the server to back off: the attempt spawns no more
+	// hedges (the retry loop honours the pushback before the next one).
+	f := firedClock{clock.NewFake(time.Unix(0, 0)), make(chan struct{}, 2)}
+	tr := &tries{byIndex: map[int]func(context.Context) (any, error){
+		0: slowPrimary,
+		1: func(context.Context) (any, error) { return nil, pushbackErr{time.Second} },
+		2: fastHedge,
+	}}
+	ep := chain(New(FixedDelay(time.Millisecond), MaxHedges(2), WithClock(f)), nil, tr.endpoint)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := ep(ctx, nil); done <- err }()
+	f.BlockUntil(1)
+	f.Advance(time.Millisecond) // hedge 1: pushed back
+	<-f.fired                   // hedge 1 has run and been taken into account
+	f.BlockUntil(1)
+	f.Advance(time.Millisecond) // hedge 2 would be due
+	<-f.fired
+	cancel()
+	<-done
+	if n := tr.count(); n != 2 {
+		t.Fatalf("%d tries: a hedge was spawned after the server pushed back", n)
+	}
+}
