@@ -7,7 +7,8 @@
 // before the call returns, so no goroutine outlives the call. A retryable
 // failure of one try does not end the race while others run; a
 // non-retryable one does. No goroutine and no extra context exist until a
-// trigger fires, and none is spawned once the caller's context has ended.
+// trigger fires; no hedge is spawned once the caller's context has ended,
+// nor after a try the server pushed back (a verdict with RetryAfter).
 //
 // A panic on a hedge's goroutine never kills the process: the other tries
 // are cancelled and awaited, then the panic is raised again on the
