@@ -203,6 +203,9 @@ func Breaker(b *CircuitBreaker) endpoint.Middleware {
 				err      error
 				admitted bool
 			)
+			// Transitions gobreaker made are delivered once it has
+			// returned, or panicked (a panicking try with recovery off).
+			defer b.flush()
 			// Execute's closure does not escape, so this allocates nothing.
 			_, _ = b.cb.Execute(func() (struct{}, error) {
 				admitted = true
@@ -211,7 +214,6 @@ func Breaker(b *CircuitBreaker) endpoint.Middleware {
 				resp, err = next(endpoint.WithBreakerState(ctx, state), req)
 				return struct{}{}, breakerVerdict(ctx, resp, err)
 			})
-			b.flush()
 			if !admitted {
 				if rec := timeline.RecorderFromContext(ctx); rec != nil {
 					info, _ := endpoint.AttemptFromContext(ctx)

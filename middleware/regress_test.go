@@ -354,3 +354,20 @@ func TestRegressBudgetsOnFakeClockFromZero(t *testing.T) {
 		t.Error("token bucket did not refill a second after the last step")
 	}
 }
+
+// Hostile: a try that panics (recovery off) trips the breaker inside
+// gobreaker; the transition still reaches OnStateChange before the panic
+// leaves the decorator, not at some later call.
+func TestRegressBreakerTransitionDeliveredOnPanic(t *testing.T) {
+	var n atomic.Int32
+	b := NewCircuitBreaker(BreakerConfig{Name: "k", ConsecutiveFailures: 1, Cooldown: time.Hour,
+		OnStateChange: func(string, endpoint.BreakerState, endpoint.BreakerState) { n.Add(1) }})
+	ep := Breaker(b)(func(context.Context, any) (any, error) { panic("op bug") })
+	func() {
+		defer func() { _ = recover() }()
+		_, _ = ep(context.Background(), nil)
+	}()
+	if b.cb.State().String() != "open" || n.Load() != 1 {
+		t.Fatalf("state %v, transitions delivered %d (want open, 1)", b.cb.State(), n.Load())
+	}
+}
