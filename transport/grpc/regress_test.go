@@ -35,6 +35,7 @@ import (
 type echo struct {
 	calls  atomic.Int32
 	script func(ctx context.Context, n int) (string, error)
+	gate   chan struct{} // /test.Echo/Feed sends its message once closed
 }
 
 func (e *echo) call(ctx context.Context, in *wrapperspb.StringValue) (*wrapperspb.StringValue, error) {
@@ -78,6 +79,18 @@ func (e *echo) desc() *grpc.ServiceDesc {
 					}
 					n++
 				}
+			}},
+			{StreamName: "Feed", ServerStreams: true, Handler: func(srv any, stream grpc.ServerStream) error {
+				var m wrapperspb.StringValue
+				if err := stream.RecvMsg(&m); err != nil {
+					return err
+				}
+				select {
+				case <-srv.(*echo).gate:
+				case <-stream.Context().Done():
+					return stream.Context().Err()
+				}
+				return stream.SendMsg(&m)
 			}},
 			{StreamName: "Chat", ClientStreams: true, ServerStreams: true, Handler: func(_ any, stream grpc.ServerStream) error {
 				for {
@@ -448,4 +461,42 @@ func TestRegressEndpointCacheIsBounded(t *testing.T) {
 	if eps.get("k1") == nil || eps.get("fresh") == nil {
 		t.Fatal("no endpoint once the cache is full")
 	}
+}
+
+func TestRegressStreamContextDoesNotWaitForTheFirstMessage(t *testing.T) {
+	e := &echo{gate: make(chan struct{})}
+	conn := dialEcho(t, recourse.NewExecutor(fast(2)), e)
+	desc := &grpc.StreamDesc{StreamName: "Feed", ServerStreams: true}
+	cs, err := conn.NewStream(context.Background(), desc, "/test.Echo/Feed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.SendMsg(wrapperspb.String("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	received := make(chan error, 1)
+	go func() {
+		var m wrapperspb.StringValue
+		received <- cs.RecvMsg(&m) // opens the stream; the server holds its message
+	}()
+	time.Sleep(20 * time.Millisecond) // let the receive start opening
+	asked := make(chan struct{})
+	go func() {
+		_ = cs.Context() // tracing and stats code asks at any time
+		_ = cs.Trailer()
+		close(asked)
+	}()
+	select {
+	case <-asked:
+	case <-time.After(2 * time.Second):
+		t.Error("Context and Trailer wait for the stream's first message")
+	}
+	close(e.gate)
+	if err := <-received; err != nil {
+		t.Fatal(err)
+	}
+	<-asked
 }

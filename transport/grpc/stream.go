@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -260,9 +261,11 @@ type lazyStream struct {
 	first endpoint.Endpoint
 	o     *opening
 
-	mu  sync.Mutex
+	mu  sync.Mutex  // held while opening: sends wait for the stream
 	cs  *openStream // once open
 	err error       // the error opening ended with
+
+	opened atomic.Pointer[openStream] // cs, read without waiting for an opening
 }
 
 // open runs the first try under the policy; recvInto may be nil.
@@ -274,14 +277,15 @@ func (l *lazyStream) open(recvInto any) (first bool, err error) {
 	}
 	l.o.recvInto = recvInto
 	l.cs, l.err = l.o.opened(l.first(l.ctx, l.o))
+	if l.cs != nil {
+		l.opened.Store(l.cs)
+	}
 	return true, l.err
 }
 
-func (l *lazyStream) stream() *openStream {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.cs
-}
+// stream returns the open stream, or nil while none is: it never waits
+// for an opening in progress.
+func (l *lazyStream) stream() *openStream { return l.opened.Load() }
 
 // SendMsg holds the request until the stream opens.
 func (l *lazyStream) SendMsg(m any) error {
