@@ -473,7 +473,10 @@ func TestRegressUpgradedConnectionOutlivesContexts(t *testing.T) {
 	defer resp.Body.Close()
 	cancel()
 	time.Sleep(60 * time.Millisecond) // past the per-attempt deadline
-	rwc := resp.Body.(io.ReadWriteCloser)
+	rwc, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		t.Fatalf("101 body is a %T, not an io.ReadWriteCloser", resp.Body)
+	}
 	if _, err := io.WriteString(rwc, "still here\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -835,12 +838,13 @@ func TestRegressPeekedBodyStillStreams(t *testing.T) {
 	defer close(release)
 	exec := recourse.NewExecutor(recourse.WithPolicy("k", policy.MaxAttempts(1)))
 	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
-	resp, err := client(t, exec, "k").Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	within(t, 2*time.Second, func() { resp.Body.Close() }, func() {
+	within(t, 2*time.Second, srv.CloseClientConnections, func() {
+		resp, err := client(t, exec, "k").Do(req)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer resp.Body.Close()
 		buf := make([]byte, 64)
 		n, err := resp.Body.Read(buf)
 		if string(buf[:n]) != "first " {
