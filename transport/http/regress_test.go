@@ -1049,3 +1049,37 @@ func TestRegressZeroTransportConcurrentFirstUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// Hostile: a server that rejects a streamed upload early, before reading
+// it, gets its rejection read whole, as with net/http.
+func TestRegressEarlyRejectionOfStreamedUpload(t *testing.T) {
+	msg := strings.Repeat("too large; ", 2000)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		fmt.Fprint(w, msg)
+	}))
+	defer srv.Close()
+	exec := recourse.NewExecutor(recourse.WithPolicy("k", fastRetries(3)))
+	body := &closeTracker{Reader: &pattern{n: 64 << 20}}
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, body)
+	within(t, 10*time.Second, srv.CloseClientConnections, func() {
+		resp, err := client(t, exec, "k").Do(req)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || string(b) != msg || err != nil {
+			t.Errorf("status %d, %d bytes, %v", resp.StatusCode, len(b), err)
+		}
+	})
+	deadline := time.Now().Add(2 * time.Second)
+	for !body.closed.Load() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if !body.closed.Load() {
+		t.Error("request body not closed")
+	}
+}

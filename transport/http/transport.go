@@ -31,8 +31,9 @@ func WithKeyFunc(f func(*http.Request) string) Option { return func(t *Transport
 func AllowNonIdempotent() Option { return func(t *Transport) { t.allowNonIdempotent = true } }
 
 // MaxReplayBody bounds the body buffered for a request without GetBody
-// that may be sent more than once (default DefaultMaxReplayBody). A
-// request sent at most once is streamed whatever its size.
+// that may be sent more than once (default DefaultMaxReplayBody; a
+// negative n refuses every such body). A request sent at most once is
+// streamed whatever its size.
 func MaxReplayBody(n int64) Option {
 	return func(t *Transport) { t.maxBody, t.maxBodySet = n, true }
 }
@@ -78,7 +79,9 @@ var defaultExecutor = sync.OnceValue(func() *recourse.Executor { return recourse
 func NewTransport(exec *recourse.Executor, key string, base http.RoundTripper, opts ...Option) http.RoundTripper {
 	t := &Transport{exec: exec, key: key, base: base}
 	for _, o := range opts {
-		o(t)
+		if o != nil {
+			o(t)
+		}
 	}
 	t.setupOnce.Do(t.setup)
 	return t
@@ -196,12 +199,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		ctx = endpoint.AtMostOnce(ctx)
 	}
 	resp, err := ep(ctx, c)
-	if c.mode != bodyNone && (c.mode != bodyStream || err != nil || !c.handed.Load()) {
-		// The tries had their own bodies, the streamed body never went
-		// out, or the call failed: closing it also ends a read blocked in it.
+	r, _ := resp.(*response)
+	if c.mode != bodyNone && (c.mode != bodyStream || !c.handed.Load() || r == nil) {
+		// The tries had bodies of their own, the streamed body never went
+		// out, or no response came back: closing the body also ends a read
+		// blocked in it. A streamed body that got a response is the base
+		// transport's to close (the try closes it at the latest when its
+		// response is closed or its context ends).
 		c.closeBody()
 	}
-	r, _ := resp.(*response)
 	if err == nil {
 		if r == nil {
 			return nil, fmt.Errorf("rhttp: no response (%T)", resp)
