@@ -175,7 +175,8 @@ func TestRegressDiscardedTriesReuseTheConnection(t *testing.T) {
 	}
 	srv.Start()
 	defer srv.Close()
-	exec := recourse.NewExecutor(recourse.WithPolicy("inv.Get", fastRetries(3)))
+	// A realistic backoff: the failed bodies are read while it runs.
+	exec := recourse.NewExecutor(recourse.WithPolicy("inv.Get", policy.MaxAttempts(3), policy.Backoff(20*time.Millisecond, 20*time.Millisecond, 1)))
 	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
 	resp, _, _ := do(t, client(t, exec, "inv.Get"), req)
 	if resp.StatusCode != 200 || conns.Load() != 1 {

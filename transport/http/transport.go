@@ -301,6 +301,14 @@ func (t *Transport) attempt(ctx context.Context, request any) (any, error) {
 		err = errors.New("rhttp: base RoundTripper returned neither a response nor an error")
 	}
 	if err != nil {
+		if tr.ctx.Err() != nil {
+			// The try's context ended: that is why it failed, even when
+			// the base reports what followed (a request body closed under
+			// it), as net/http reports the context's cause.
+			if cause := context.Cause(&tr.ctx); !errors.Is(err, cause) {
+				err = fmt.Errorf("%w (%w)", cause, err)
+			}
+		}
 		tr.release()
 		if isCertificateError(err) {
 			return nil, middleware.Permanent(err)
