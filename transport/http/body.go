@@ -197,7 +197,9 @@ func (b *body) peek() {
 			n, err := b.rc.Read(chunk)
 			total += n
 			a.mu.Lock()
-			a.buf = append(a.buf, chunk[:n]...)
+			if !a.closed {
+				a.buf = append(a.buf, chunk[:n]...)
+			}
 			a.err, a.done = err, err != nil || total > maxDrain
 			done := a.done
 			a.mu.Unlock()
@@ -211,18 +213,23 @@ func (b *body) peek() {
 
 // ahead is the head of a body, read ahead by peek.
 type ahead struct {
-	mu   sync.Mutex
-	cond sync.Cond
-	buf  []byte // read ahead, not yet read by the caller
-	err  error  // the error that ended the read ahead, if any
-	done bool   // no more is read ahead; the body goes on if err is nil
+	mu     sync.Mutex
+	cond   sync.Cond
+	buf    []byte // read ahead, not yet read by the caller
+	err    error  // the error that ended the read ahead, if any
+	done   bool   // no more is read ahead; the body goes on if err is nil
+	closed bool   // the body was closed: what was read ahead is dropped
 }
 
 func (b *body) Read(p []byte) (int, error) {
 	if a := b.ahead; a != nil {
 		a.mu.Lock()
-		for len(a.buf) == 0 && !a.done {
+		for len(a.buf) == 0 && !a.done && !a.closed {
 			a.cond.Wait()
+		}
+		if a.closed {
+			a.mu.Unlock()
+			return b.rc.Read(p) // net/http's error for a closed body
 		}
 		n := copy(p, a.buf)
 		a.buf = a.buf[n:]
@@ -248,6 +255,12 @@ func (b *body) Close() error {
 	cancels := b.cancels
 	b.cancels = nil
 	b.mu.Unlock()
+	if a := b.ahead; a != nil {
+		a.mu.Lock()
+		a.closed, a.buf = true, nil
+		a.mu.Unlock()
+		a.cond.Broadcast()
+	}
 	err := b.rc.Close()
 	b.try.release()
 	for _, c := range cancels {

@@ -1084,3 +1084,20 @@ func TestRegressEarlyRejectionOfStreamedUpload(t *testing.T) {
 		t.Error("request body not closed")
 	}
 }
+
+// Hostile: reading a closed failed body fails as net/http's does, even
+// when the transport had read some of it ahead.
+func TestRegressReadAfterCloseFails(t *testing.T) {
+	srv := newServer(t, 503, 503)
+	exec := recourse.NewExecutor(recourse.WithPolicy("k", fastRetries(2)))
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	resp, err := client(t, exec, "k").Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // let any read ahead finish
+	resp.Body.Close()
+	if n, err := resp.Body.Read(make([]byte, 10)); n != 0 || err == nil {
+		t.Fatalf("read after close: %d bytes, %v", n, err)
+	}
+}
