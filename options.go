@@ -73,8 +73,9 @@ type Options struct {
 	MissingClassifierMode FailureMode
 	// Clock drives backoff sleeps, hedge timers and timeline stamps.
 	Clock clock.Clock
-	// NoPanicRecovery lets panics in operations and classifiers crash the
-	// caller's goroutine instead of becoming *PanicError.
+	// NoPanicRecovery lets panics in operations, classifiers, budgets and
+	// on hedge goroutines crash the caller's goroutine instead of becoming
+	// *PanicError.
 	NoPanicRecovery bool
 	// MaxKeys bounds the per-key cache of compiled chains, breakers and
 	// latency trackers (see Executor). Default DefaultMaxKeys.

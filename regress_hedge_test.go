@@ -87,11 +87,6 @@ func TestRegressHedgeObserverPanicWithoutRecoveryReachesTheCaller(t *testing.T) 
 }
 
 func TestRegressHedgeObserverPanicWithRecoveryIsAPanicError(t *testing.T) {
-	// Passes once policy.Compiler.Compile gives the hedge decorator
-	// hedge.RecoverPanics(key) when !c.NoRecover (policy/compile.go is not
-	// this change's to edit); until then the panic is raised on the
-	// caller's goroutine instead.
-	t.Skip("needs policy/compile.go to pass hedge.RecoverPanics(key) when recovery is on")
 	f := clock.NewFake(time.Unix(0, 0))
 	e := hedgedExecutor(f, WithObserver(hedgeObserverPanics{}))
 	p, err := runHedged(t, f, e, hedgePanics)

@@ -25,8 +25,10 @@ type Compiler struct {
 	Classifier middleware.Classifier
 	// Attributes are copied into every timeline of the chain.
 	Attributes map[string]string
-	// NoRecover lets panics in classifiers and budgets propagate instead
-	// of becoming *middleware.PanicError.
+	// NoRecover lets panics in classifiers, budgets and on hedge
+	// goroutines (the operation or an observer run by a hedged try) be
+	// raised on the caller's goroutine instead of becoming
+	// *middleware.PanicError.
 	NoRecover bool
 
 	// Breaker is the key's circuit breaker, shared by all its calls. When
@@ -125,8 +127,11 @@ func (c *Compiler) Compile(p Policy) (*Compiled, error) {
 		if trig == nil {
 			trig = TriggerFor(hp, c.Tracker)
 		}
-		add(hedge.New(trig, hedge.MaxHedges(hp.MaxHedges), hedge.WithClock(c.Clock)), "hedge",
-			hedgeDetail(hp, trig))
+		hopts := []hedge.Option{hedge.MaxHedges(hp.MaxHedges), hedge.WithClock(c.Clock)}
+		if !c.NoRecover {
+			hopts = append(hopts, hedge.RecoverPanics(key))
+		}
+		add(hedge.New(trig, hopts...), "hedge", hedgeDetail(hp, trig))
 	}
 	if p.Budget != "" || (p.Hedge.Enabled && p.Hedge.Budget != "") {
 		mw, detail, err := c.budgetGate(p, key)
