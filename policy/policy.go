@@ -108,11 +108,14 @@ type CircuitPolicy struct {
 }
 
 // New returns the policy for key with the defaults and then opts applied.
+// Nil options are skipped.
 func New(key string, opts ...Option) Policy {
 	p := Defaults()
 	p.Key = ParseKey(key)
 	for _, o := range opts {
-		o(&p)
+		if o != nil {
+			o(&p)
+		}
 	}
 	return p
 }
