@@ -12,9 +12,11 @@ import (
 // ObserveOption configures Observe.
 type ObserveOption func(*observer)
 
-// WithObserver sends the call's events to o.
+// WithObserver sends the call's events to o. A nil o, a nil pointer or
+// any other observer that does nothing (see timeline.IsNoop) means none;
+// o is cleaned with timeline.Multi.
 func WithObserver(o timeline.Observer) ObserveOption {
-	return func(ob *observer) { ob.obs = o }
+	return func(ob *observer) { ob.obs = timeline.Multi(o) }
 }
 
 // ObserveClock sets the clock that stamps records (default clock.Real).

@@ -84,4 +84,5 @@ func TestRegressCallerDeadlineAborts(t *testing.T) {
 		t.Fatalf("verdict %v/%s, want abort/timeout", v.Outcome, v.Reason)
 	}
 }
+
 type betweenKey struct{}

@@ -19,12 +19,14 @@ type Recorder struct {
 	tl Timeline
 }
 
-// NewRecorder starts a timeline for key at now(). obs may be nil.
+// NewRecorder starts a timeline for key at now(). obs may be nil; an
+// observer that does nothing (see IsNoop), a nil pointer among them, is
+// treated as none. A nil now means time.Now.
 func NewRecorder(key string, obs Observer, now func() time.Time) *Recorder {
 	if now == nil {
 		now = time.Now
 	}
-	if obs == nil {
+	if IsNoop(obs) {
 		obs = NoopObserver{}
 	}
 	return &Recorder{obs: obs, now: now, tl: Timeline{Key: key, Start: now()}}

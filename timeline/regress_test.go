@@ -92,3 +92,41 @@ func TestRegressMulti(t *testing.T) {
 		t.Fatalf("delivered %d, %d", c.n.Load(), d.n)
 	}
 }
+
+// A recorder given a typed-nil observer treats it as none: its events do
+// not call methods on the nil pointer, and the timeline is still kept.
+func TestRegressRecorderTypedNilObserver(t *testing.T) {
+	var typedNil *derefObserver
+	for i, o := range []Observer{typedNil, MultiObserver{nil, typedNil}} {
+		var tl *Timeline
+		noPanicT(t, func() {
+			ctx, c := Record(context.Background())
+			r := NewRecorder("k", o, nil)
+			r.Start(ctx)
+			r.Attempt(ctx, AttemptRecord{Attempt: 1})
+			r.Hedge(ctx, HedgeEvent{})
+			r.BudgetDecision(ctx, BudgetDecision{})
+			h := r.Hold()
+			h.Attempt(ctx, AttemptRecord{Attempt: 1, HedgeIndex: 1})
+			h.Release(ctx, nil)
+			c.Set(r.Finish(ctx, nil))
+			tl = c.Timeline()
+		})
+		if tl == nil || len(tl.Attempts) != 2 {
+			t.Fatalf("%d: timeline %+v", i, tl)
+		}
+		if !IsNoop(NewRecorder("k", o, nil).Observer()) {
+			t.Fatalf("%d: the recorder's observer is not the no-op one", i)
+		}
+	}
+}
+
+func noPanicT(t *testing.T, f func()) {
+	t.Helper()
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("panicked: %v", r)
+		}
+	}()
+	f()
+}
