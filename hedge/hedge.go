@@ -340,12 +340,24 @@ func (g *group) decide(idx int, resp any, err error) (drop any) {
 	}
 	g.hasLast, g.lastResp, g.lastErr = false, nil, nil
 	g.decided, g.winner, g.resp, g.err = true, idx, resp, err
-	for i, c := range g.tries {
-		if i != idx {
+	g.cancelLosers(g.tries, idx)
+	return drop
+}
+
+// cancelLosers cancels every try but the winner's — unless the caller's
+// context has ended: its cancellation is then on its way to every try
+// (they derive from it) with the caller's own cause, which a bare Cancel
+// racing it would replace with context.Canceled. primaryDone cancels them
+// all once they have returned, to release them.
+func (g *group) cancelLosers(tries []*lazyctx.Ctx, winner int) {
+	if g.ctx.Err() != nil {
+		return
+	}
+	for i, c := range tries {
+		if i != winner {
 			c.Cancel()
 		}
 	}
-	return drop
 }
 
 // primaryDone runs on the caller's goroutine once the primary try has
@@ -382,12 +394,13 @@ func (g *group) primaryDone(outer context.Context, resp any, err error) (any, er
 	// No try starts once closed: tries is read below without the lock.
 	tries, winner := g.tries, g.winner
 	g.mu.Unlock()
+	g.cancelLosers(tries, winner)
+	g.wg.Wait() // every hedge has returned: the fields are ours
 	for i, c := range tries {
 		if i != winner {
-			c.Cancel()
+			c.Cancel() // released (a no-op for those already cancelled)
 		}
 	}
-	g.wg.Wait() // every hedge has returned: the fields are ours
 
 	resp, err, p := g.resp, g.err, g.panic
 	if c := tries[winner]; p == nil && err == nil {

@@ -1,5 +1,5 @@
 // Package lazyctx provides a cancelable context with an optional deadline
-// that costs one allocation until somebody waits on it, and behaves like
+// that costs a struct and a bare timer until somebody waits on it, and behaves like
 // the standard library's from the moment somebody does.
 //
 // context.WithTimeout arms a runtime timer, registers with its parent and
@@ -24,10 +24,13 @@
 //     no goroutine, no AfterFunc hop.
 //   - context.Cause reads the Ctx's own cause on every Go version, because
 //     the nearest standard cancel context the lookup finds is the Ctx's own.
-//   - Before arming, a Ctx whose deadline has passed reports its own cause
-//     even if an ancestor is cancelled afterwards, as a standard context
-//     whose timer fired would; an ancestor whose own deadline came first
-//     wins, as it would in the standard library.
+//   - Before arming, which end came first decides Err and Cause, as for a
+//     standard context: a Ctx with a deadline under a parent that can end
+//     arms a bare runtime timer (no channel, no parent registration, no
+//     goroutine until it fires) that records at the deadline whether the
+//     parent had ended. So a deadline that passed unobserved keeps its own
+//     cause when an ancestor is cancelled later, and a caller's earlier
+//     cancellation is not taken for a timeout when the try looks late.
 package lazyctx
 
 import (
@@ -47,6 +50,12 @@ type Ctx struct {
 	cause    error     // reported by Cause when its own deadline passes
 
 	armed atomic.Bool // std is set; read without the lock after this
+
+	// timer fires at the own deadline while the context is not armed, to
+	// record whether the parent had ended by then: which end came first
+	// decides Err and Cause, as it does for a standard context. It is nil
+	// when the parent can never end.
+	timer *time.Timer
 
 	mu        sync.Mutex
 	std       context.Context // the standard context, once armed
@@ -98,7 +107,44 @@ func WithTimeout(parent context.Context, d time.Duration, cause error) *Ctx {
 	if cause == nil {
 		cause = context.DeadlineExceeded
 	}
-	return &Ctx{parent: parent, deadline: time.Now().Add(d), cause: cause}
+	c := &Ctx{parent: parent, deadline: time.Now().Add(d), cause: cause}
+	if mayEnd(parent) {
+		c.timer = time.AfterFunc(d, c.expire)
+	}
+	return c
+}
+
+// mayEnd reports whether parent can ever end, without arming a Ctx among
+// its ancestors: any Ctx can be cancelled; a standard context can when its
+// Done channel is not nil.
+func mayEnd(parent context.Context) bool {
+	if _, ok := parent.Value(key{}).(*Ctx); ok {
+		return true
+	}
+	return parent.Done() != nil
+}
+
+// expire runs at the own deadline of a context nobody has armed and
+// records how it ended: by its parent, if the parent had ended by then,
+// else by its own deadline.
+func (c *Ctx) expire() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.std != nil || c.err != nil {
+		return
+	}
+	if perr := c.parent.Err(); perr != nil {
+		c.endByParentLocked(perr)
+		return
+	}
+	c.err, c.errCause = context.DeadlineExceeded, c.cause
+}
+
+func (c *Ctx) endByParentLocked(perr error) {
+	c.err, c.errCause = perr, context.Cause(c.parent)
+	if c.errCause == nil { // a custom parent that reports no cause
+		c.errCause = perr
+	}
 }
 
 // Deadline returns the earlier of its own deadline and its parent's.
@@ -145,18 +191,15 @@ func (c *Ctx) endLocked() (error, error) {
 	}
 	own := !c.deadline.IsZero() && !time.Now().Before(c.deadline)
 	if perr := c.parent.Err(); perr != nil {
-		// Both may have ended: the parent's end wins only if it cannot have
-		// come after this context's deadline, i.e. the parent's own
-		// deadline is no later than ours (the standard library would not
-		// even have armed a timer of its own then).
-		pd, ok := c.parent.Deadline()
-		if !own || (ok && !pd.After(c.deadline)) {
-			c.err, c.errCause = perr, context.Cause(c.parent)
-			if c.errCause == nil { // a custom parent that reports no cause
-				c.errCause = perr
-			}
-			return c.err, c.errCause
-		}
+		// Both may have ended and the deadline's timer, which records
+		// which came first, has not run yet (it is late, or there is none
+		// because the parent could not end when c was made). The parent's
+		// end is taken: it cannot have come after c's deadline when the
+		// parent's own deadline is no later, and otherwise the time it
+		// came is unknown — and a try cut by its caller must never pass
+		// for a timeout of its own, which breakers would count.
+		c.endByParentLocked(perr)
+		return c.err, c.errCause
 	}
 	if own {
 		c.err, c.errCause = context.DeadlineExceeded, c.cause
@@ -195,6 +238,9 @@ func (c *Ctx) arm() context.Context {
 		c.std, c.stdCancel = context.WithDeadlineCause(c.parent, c.deadline, c.cause)
 	}
 	c.armed.Store(true)
+	if c.timer != nil {
+		c.timer.Stop() // the standard context keeps time from now on
+	}
 	return c.std
 }
 
@@ -231,6 +277,9 @@ func (c *Ctx) Cancel() {
 		c.err, c.errCause = context.Canceled, context.Canceled
 	}
 	c.mu.Unlock()
+	if c.timer != nil {
+		c.timer.Stop()
+	}
 }
 
 // ExpiredOwn reports whether the context ended because its own deadline

@@ -141,7 +141,7 @@ func expired(t *testing.T, parent context.Context, armed bool) *Ctx {
 	if armed {
 		<-c.Done()
 	} else {
-		time.Sleep(3 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // the deadline's timer runs meanwhile, however late
 	}
 	return c
 }
@@ -339,5 +339,31 @@ func TestRegressConcurrentUseIsRaceFree(t *testing.T) {
 		if c.Err() == nil || context.Cause(c) == nil {
 			t.Fatalf("ended without err/cause: %v %v", c.Err(), context.Cause(c))
 		}
+	}
+}
+
+func TestRegressEarlierParentCancelWinsWhenLookedAtLate(t *testing.T) {
+	// Found by a black-box attack: the caller cancels before the try's own
+	// deadline; the try first looks at its context after that deadline.
+	// The standard library says Canceled with the caller's cause.
+	for _, armedParent := range []bool{false, true} {
+		parent, cancel := context.WithCancelCause(context.Background())
+		var mid context.Context = parent
+		if armedParent {
+			m := WithTimeout(parent, time.Hour, nil)
+			_ = m.Done()
+			defer m.Cancel()
+			mid = m
+		}
+		c := WithTimeout(mid, 10*time.Millisecond, errMine)
+		cause := errors.New("caller gave up first")
+		time.Sleep(time.Millisecond)
+		cancel(cause)
+		time.Sleep(25 * time.Millisecond) // past c's deadline, nobody looking
+		if c.Err() != context.Canceled || context.Cause(c) != cause || c.ExpiredOwn() {
+			t.Errorf("armedParent=%v: err %v cause %v own %v, want the caller's earlier cancel",
+				armedParent, c.Err(), context.Cause(c), c.ExpiredOwn())
+		}
+		c.Cancel()
 	}
 }

@@ -13,7 +13,6 @@ import (
 // same cancellation and the race may cancel the other tries first with a
 // bare cancel, so a hedge try can report context.Canceled instead.
 func TestHedgeTryKeepsCallerCause(t *testing.T) {
-	t.Skip("DEFECT: a hedge try can lose the caller's cancel cause: the race cancels it with a bare Canceled when the primary aborts on the same caller cancellation")
 	for _, p := range []pol{
 		{name: "hedgedOnly", hedged: true},
 		{name: "hedgedPerAttempt", perAttempt: time.Second, hedged: true},

@@ -64,7 +64,7 @@ func TestConcurrentArming(t *testing.T) {
 							t.Fatalf("Done() returned different channels to concurrent callers (%d vs 0)", i)
 						}
 					}
-					if ctx.Done() != ctx.Done() {
+					if d1, d2 := ctx.Done(), ctx.Done(); d1 != d2 {
 						t.Errorf("Done() not stable")
 					}
 					if !isDone(ctx) || context.Cause(ctx) != errAT {

@@ -1,3 +1,5 @@
+//lint:file-ignore ST1008 table constructors return (ctx, cancel, the cause to expect, cleanup)
+
 package ctxattack
 
 import (
