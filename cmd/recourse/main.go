@@ -5,8 +5,11 @@
 //
 // check exits 0 for a valid file; for an invalid one it prints every
 // error — each naming the key, the field and the value — on stderr and
-// exits 1. Budgets and triggers a policy names are resolved by the
-// executor at run time; here they are shown by name.
+// exits 1. FILE is read as policy.NewFileProvider reads it: a regular
+// file (not a FIFO or a device) of at most policy.DefaultMaxPolicyBytes,
+// JSON if its name ends in ".json", else YAML; an empty or comment-only
+// file is an error. Budgets and triggers a policy names are resolved by
+// the executor at run time; here they are shown by name.
 package main
 
 import (
@@ -41,14 +44,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	data, err := os.ReadFile(path)
+	set, err := load(path)
 	if err != nil {
-		fmt.Fprintf(stderr, "recourse: %v\n", err)
-		return 1
-	}
-	set, err := policy.Parse(data, policy.FormatOf(path))
-	if err != nil {
-		fmt.Fprintf(stderr, "recourse: %s is invalid:\n", path)
+		fmt.Fprintf(stderr, "recourse: cannot load %s:\n", path)
 		for _, line := range strings.Split(err.Error(), "\n") {
 			fmt.Fprintf(stderr, "  %s\n", line)
 		}
@@ -80,6 +78,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	return code
 }
+
+// load reads and parses the policy file at path as a policy.FileProvider
+// does: a regular file (not a FIFO or a device) of at most
+// policy.DefaultMaxPolicyBytes, not empty (policy.ErrNoPolicies), its
+// format by extension.
+func load(path string) (*policy.PolicySet, error) {
+	fp, err := policy.NewFileProvider(path, policy.WatchInterval(0))
+	if err != nil {
+		// The provider's errors name the source; path is already said.
+		msg := strings.TrimPrefix(err.Error(), "recourse/policy: loading file:"+path+": ")
+		return nil, &loadError{msg: msg, err: err}
+	}
+	defer fp.Close()
+	return fp.Set(), nil
+}
+
+// loadError is a provider's error with its message shortened.
+type loadError struct {
+	msg string
+	err error
+}
+
+func (e *loadError) Error() string { return e.msg }
+func (e *loadError) Unwrap() error { return e.err }
 
 // explain prints one policy, normalized, and its compiled chain in order.
 func explain(stdout, stderr io.Writer, p policy.Policy, note string) int {
