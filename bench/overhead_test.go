@@ -25,6 +25,17 @@ var errDown = errors.New("dependency down")
 func ok(context.Context) error   { return nil }
 func fail(context.Context) error { return errDown }
 
+// waits is an operation that looks at its context the way a network call
+// does (it selects on Done), which arms every deadline above it.
+func waits(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	default:
+		return nil
+	}
+}
+
 // Policies: the same envelope expressed in both libraries.
 const (
 	attempts       = 3
@@ -80,7 +91,10 @@ func runFailsafe(ex failsafe.Executor[any], ctx context.Context, op func(context
 }
 
 func benchRecourse(b *testing.B, e *recourse.Executor, op func(context.Context) error, capture bool) {
-	ctx := context.Background()
+	benchRecourseCtx(b, context.Background(), e, op, capture)
+}
+
+func benchRecourseCtx(b *testing.B, ctx context.Context, e *recourse.Executor, op func(context.Context) error, capture bool) {
 	_ = e.Do(ctx, "bench.Op", op) // compile the key's chain outside the loop
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -94,7 +108,10 @@ func benchRecourse(b *testing.B, e *recourse.Executor, op func(context.Context) 
 }
 
 func benchFailsafe(b *testing.B, ex failsafe.Executor[any], op func(context.Context) error) {
-	ctx := context.Background()
+	benchFailsafeCtx(b, context.Background(), ex, op)
+}
+
+func benchFailsafeCtx(b *testing.B, ctx context.Context, ex failsafe.Executor[any], op func(context.Context) error) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -123,6 +140,15 @@ func BenchmarkSuccess(b *testing.B) {
 		b.Run(c.name+"/failsafe", func(b *testing.B) { benchFailsafe(b, failsafeExec(c.name), ok) })
 	}
 	b.Run("full_timeline/recourse", func(b *testing.B) { benchRecourse(b, recourseExec(fullChain...), ok, true) })
+	// A caller whose context can end (a request's) makes each deadline keep
+	// a bare timer; an operation that waits on its context (any network
+	// call) arms every deadline into a standard context.
+	caller, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.Run("full_cancellable_caller/recourse", func(b *testing.B) { benchRecourseCtx(b, caller, recourseExec(fullChain...), ok, false) })
+	b.Run("full_cancellable_caller/failsafe", func(b *testing.B) { benchFailsafeCtx(b, caller, failsafeExec("full"), ok) })
+	b.Run("full_op_waits/recourse", func(b *testing.B) { benchRecourseCtx(b, caller, recourseExec(fullChain...), waits, false) })
+	b.Run("full_op_waits/failsafe", func(b *testing.B) { benchFailsafeCtx(b, caller, failsafeExec("full"), waits) })
 }
 
 // BenchmarkFailure is the failing path: 3 attempts that all fail, no wait
