@@ -116,8 +116,17 @@ func WatchClock(c clock.Clock) FileOption { return func(r *reloader) { r.clock =
 // failed and then again serves the set in use. A panic in o is recovered
 // and returned by the Reload (or the constructor) that reported to it; on
 // the poller, which has no caller, it is dropped. Events of overlapping
-// reloads may arrive out of order: their Version orders them.
-func ReloadObserver(o timeline.Observer) FileOption { return func(r *reloader) { r.observer = o } }
+// reloads may arrive out of order: their Version orders them. A nil o, a
+// nil pointer or any observer that does nothing (see timeline.IsNoop)
+// means none.
+func ReloadObserver(o timeline.Observer) FileOption {
+	return func(r *reloader) {
+		if timeline.IsNoop(o) {
+			o = nil
+		}
+		r.observer = o
+	}
+}
 
 // MaxPolicyBytes bounds the size of the policy set a FileProvider reads
 // or a RemoteProvider fetches (default DefaultMaxPolicyBytes; n ≤ 0 means

@@ -3,12 +3,15 @@ package policy
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
 	"github.com/recourse-go/recourse/middleware"
+	"github.com/recourse-go/recourse/timeline"
 )
 
 func TestRegressNewSkipsNilOptions(t *testing.T) {
@@ -78,5 +81,34 @@ func TestRegressCompiledHedgeNoRecoverRaisesPanics(t *testing.T) {
 	p, err := runCompiledHedge(t, true, panicInHedge)
 	if p != "hedge boom" {
 		t.Fatalf("err %v, panicked %v: with NoRecover the hedge's panic must reach the caller", err, p)
+	}
+}
+
+// nilReloadObserver dereferences its receiver.
+type nilReloadObserver struct {
+	timeline.BaseObserver
+	n int
+}
+
+func (o *nilReloadObserver) OnPolicyReload(timeline.PolicyReload) { o.n++ }
+
+// A typed-nil reload observer counts as none: the first load does not fail
+// with the panic of calling it.
+func TestRegressReloadObserverTypedNil(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.yaml")
+	if err := os.WriteFile(path, []byte(goodDoc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var typedNil *nilReloadObserver
+	fp, err := NewFileProvider(path, WatchInterval(0), ReloadObserver(typedNil))
+	if err != nil {
+		t.Fatalf("NewFileProvider with a typed-nil observer: %v", err)
+	}
+	defer fp.Close()
+	if err := os.WriteFile(path, []byte(goodDoc2), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := fp.Reload(); err != nil || attemptsOf(t, fp) != 5 {
+		t.Fatalf("Reload: %v", err)
 	}
 }
