@@ -108,21 +108,22 @@ func NewExecutor(opts ...Option) *Executor {
 }
 
 // NewDefaultExecutor returns an executor with recourse's recommended
-// defaults, then opts: keys without a policy run under policy.Defaults();
-// the budget "unlimited" is registered; the hedge triggers "p99" and "p95"
-// (latency-aware, 10ms until warm) are registered for policies to name.
+// defaults, then opts: keys without a policy run under policy.Defaults().
+// Like every executor it resolves the budget "unlimited" and the hedge
+// triggers "pNN" (p90, p99, p99.9, …: latency-aware, on the policy's delay
+// until the key's latencies are known) with nothing registered.
 func NewDefaultExecutor(opts ...Option) *Executor {
-	defaults := []Option{
-		WithBudget("unlimited", middleware.UnlimitedBudget{}),
-		WithHedgeTrigger("p99", quantileTrigger(0.99)),
-		WithHedgeTrigger("p95", quantileTrigger(0.95)),
-	}
-	return NewExecutor(append(defaults, opts...)...)
+	return NewExecutor(opts...)
 }
 
-func quantileTrigger(q float64) TriggerFactory {
+// quantileTriggerWith hedges at quantile q of the key's latencies, after
+// fallback (policy.DefaultHedgeDelay if not positive) until they are known.
+func quantileTriggerWith(q float64, fallback time.Duration) TriggerFactory {
+	if fallback <= 0 {
+		fallback = policy.DefaultHedgeDelay
+	}
 	return func(t *hedge.LatencyTracker) hedge.Trigger {
-		return hedge.NewLatencyTrigger(t, q, hedge.Fallback(policy.DefaultHedgeDelay))
+		return hedge.NewLatencyTrigger(t, q, hedge.Fallback(fallback))
 	}
 }
 

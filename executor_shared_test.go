@@ -146,7 +146,7 @@ func TestNamedTriggerAndMissingTriggerModes(t *testing.T) {
 	if err != nil || made.Load() != 1 {
 		t.Fatalf("err %v made %d", err, made.Load())
 	}
-	if got := c.Describe(); !strings.Contains(got, "trigger=mine(fixed)") {
+	if got := c.Describe(); !strings.Contains(got, "trigger=mine: fixed 1h0m0s") {
 		t.Fatalf("chain:\n%s", got)
 	}
 	deny := NewExecutor(WithMissingTriggerMode(FailureDeny), WithPolicy("svc.A", policy.WithHedge(hp)))
@@ -155,8 +155,32 @@ func TestNamedTriggerAndMissingTriggerModes(t *testing.T) {
 	}
 	def := NewDefaultExecutor(WithPolicy("svc.B", policy.WithHedge(policy.HedgePolicy{Enabled: true, Trigger: "p99"})))
 	c, err = def.Explain(context.Background(), "svc.B")
-	if err != nil || !strings.Contains(c.Describe(), "trigger=p99(latency)") {
+	if err != nil || !strings.Contains(c.Describe(), "trigger=p99: p99 of the key's latencies (fixed 10ms until 20 samples)") {
 		t.Fatalf("default executor: %v\n%s", err, c.Describe())
+	}
+	// Any pNN is built in, on every executor, falling back to the policy's delay.
+	plain := NewExecutor(WithPolicy("svc.C", policy.WithHedge(policy.HedgePolicy{Enabled: true, Trigger: "p90", Delay: 7 * time.Millisecond})))
+	tl, err := plain.DoWithTimeline(context.Background(), "svc.C", func(context.Context) error { return nil })
+	if err != nil || tl.Attributes["trigger_error"] != "" {
+		t.Fatalf("p90 not built in: err %v attrs %v", err, tl.Attributes)
+	}
+	c, _ = plain.Explain(context.Background(), "svc.C")
+	if !strings.Contains(c.Describe(), "trigger=p90: p90 of the key's latencies (fixed 7ms until 20 samples)") {
+		t.Fatalf("p90:\n%s", c.Describe())
+	}
+	// A missing trigger's fallback is named as such.
+	c, _ = NewExecutor(WithPolicy("svc.D", policy.WithHedge(policy.HedgePolicy{Enabled: true, Trigger: "nope", Delay: 5 * time.Millisecond}))).Explain(context.Background(), "svc.D")
+	if !strings.Contains(c.Describe(), "trigger=nope missing, fell back to fixed 5ms") {
+		t.Fatalf("missing trigger:\n%s", c.Describe())
+	}
+}
+
+func TestUnlimitedBudgetIsBuiltIn(t *testing.T) {
+	e := NewExecutor(WithPolicy("svc.U", policy.MaxAttempts(3), policy.Backoff(time.Millisecond, time.Millisecond, 1), policy.WithBudget(policy.BudgetUnlimited)))
+	var tries int
+	tl, _ := e.DoWithTimeline(context.Background(), "svc.U", func(context.Context) error { tries++; return errFlaky })
+	if tries != 3 || tl.Attributes["budget_error"] != "" {
+		t.Fatalf("tries %d attrs %v: the unlimited budget must need no registration", tries, tl.Attributes)
 	}
 }
 

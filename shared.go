@@ -35,6 +35,8 @@ func (e *Executor) shared(key string, p policy.Policy, comp *policy.Compiler, en
 		if name := p.Hedge.Trigger; name != "" {
 			if f, ok := e.opts.Triggers[name]; ok && f != nil {
 				comp.Trigger = f(tracker)
+			} else if q, ok := policy.QuantileTrigger(name); ok {
+				comp.Trigger = quantileTriggerWith(q, p.Hedge.Delay)(tracker)
 			} else if e.opts.MissingTriggerMode == FailureDeny {
 				return fmt.Errorf("%w %q (key %q)", ErrNoTrigger, name, key)
 			} else {
@@ -57,6 +59,9 @@ func (e *Executor) budget(name string, attrs map[string]string) middleware.Budge
 	}
 	if b, ok := e.opts.Budgets[name]; ok && !isNil(b) {
 		return b
+	}
+	if name == policy.BudgetUnlimited {
+		return middleware.UnlimitedBudget{}
 	}
 	attrs["budget_error"] = fmt.Sprintf("no budget %q (missing_budget_mode=%s)", name, e.opts.MissingBudgetMode)
 	if e.opts.MissingBudgetMode == FailureAllow {

@@ -1,6 +1,8 @@
 package hedge
 
 import (
+	"fmt"
+	"strconv"
 	"sync/atomic"
 	"time"
 )
@@ -26,6 +28,9 @@ type FixedDelay time.Duration
 
 // Delay returns d; a non-positive d disables hedging.
 func (f FixedDelay) Delay() (time.Duration, bool) { return time.Duration(f), f > 0 }
+
+// String describes the trigger, as in "fixed 20ms".
+func (f FixedDelay) String() string { return "fixed " + time.Duration(f).String() }
 
 // Name returns "fixed".
 func (FixedDelay) Name() string { return "fixed" }
@@ -107,3 +112,10 @@ func (t *LatencyTrigger) ObserveLatency(d time.Duration) { t.tracker.Observe(d) 
 
 // Name returns "latency".
 func (*LatencyTrigger) Name() string { return "latency" }
+
+// String describes the trigger: its quantile and its fallback delay, as
+// in "p99 of the key's latencies (fixed 10ms until 20 samples)".
+func (t *LatencyTrigger) String() string {
+	return fmt.Sprintf("p%s of the key's latencies (fixed %v until %d samples)",
+		strconv.FormatFloat(t.q*100, 'g', 6, 64), t.fallback, t.minSamples)
+}

@@ -131,7 +131,7 @@ func (c *Compiler) Compile(p Policy) (*Compiled, error) {
 		if !c.NoRecover {
 			hopts = append(hopts, hedge.RecoverPanics(key))
 		}
-		add(hedge.New(trig, hopts...), "hedge", hedgeDetail(hp, trig))
+		add(hedge.New(trig, hopts...), "hedge", hedgeDetail(hp, trig, c.Trigger != nil))
 	}
 	if p.Budget != "" || (p.Hedge.Enabled && p.Hedge.Budget != "") {
 		mw, detail, err := c.budgetGate(p, key)
@@ -206,15 +206,22 @@ func breakerDetail(cp CircuitPolicy) string {
 	return fmt.Sprintf("consecutive_failures=%d cooldown=%v half_open_probes=%d", cp.ConsecutiveFailures, cp.Cooldown, cp.HalfOpenProbes)
 }
 
-func hedgeDetail(hp HedgePolicy, trig hedge.Trigger) string {
-	d := fmt.Sprintf("trigger=%s", trig.Name())
-	if hp.Trigger != "" {
-		d = fmt.Sprintf("trigger=%s(%s)", hp.Trigger, trig.Name())
+// hedgeDetail says what the hedge will really do: the trigger in force
+// (a named one's own quantile and delay, not the policy's fields), and
+// when a named trigger was missing, that the policy's own one stood in.
+func hedgeDetail(hp HedgePolicy, trig hedge.Trigger, named bool) string {
+	desc := trig.Name()
+	if s, ok := trig.(fmt.Stringer); ok {
+		desc = s.String()
 	}
-	if hp.Quantile > 0 {
-		d += fmt.Sprintf(" quantile=%g fallback=%v", hp.Quantile, hp.Delay)
-	} else {
-		d += fmt.Sprintf(" delay=%v", hp.Delay)
+	var d string
+	switch {
+	case named:
+		d = fmt.Sprintf("trigger=%s: %s", hp.Trigger, desc)
+	case hp.Trigger != "":
+		d = fmt.Sprintf("trigger=%s missing, fell back to %s", hp.Trigger, desc)
+	default:
+		d = "trigger=" + desc
 	}
 	return d + fmt.Sprintf(" max_hedges=%d", hp.MaxHedges)
 }

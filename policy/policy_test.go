@@ -178,7 +178,7 @@ func TestCompileFullChainStandalone(t *testing.T) {
 		t.Fatalf("chain = %s", got)
 	}
 	d := comp.Describe()
-	if !strings.Contains(d, "trigger=latency quantile=0.95") || !strings.Contains(d, "failure_ratio=0.5") {
+	if !strings.Contains(d, "trigger=p95 of the key's latencies (fixed 10ms until 20 samples)") || !strings.Contains(d, "failure_ratio=0.5") {
 		t.Fatalf("Describe:\n%s", d)
 	}
 }

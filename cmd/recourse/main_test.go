@@ -18,7 +18,7 @@ func TestCheckPrintsEveryKeysChain(t *testing.T) {
 	for _, want := range []string{
 		"payments.Charge", "inventory.Get", "default (for keys the file does not name)",
 		"1. observe", "2. overall_timeout  2s", "3. retry", "4. breaker", "5. hedge", "6. budget", "7. attempt_timeout  800ms", "8. classify",
-		"trigger=latency quantile=0.99", "failure_ratio=0.5",
+		"trigger=p99 of the key's latencies", "failure_ratio=0.5",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q:\n%s", want, got)
