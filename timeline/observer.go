@@ -8,7 +8,9 @@ import (
 
 // Observer receives events as calls run. Implementations must be safe for
 // concurrent use and should return quickly: they run on the call's path.
-// Embed BaseObserver to implement only the events you need.
+// Embed BaseObserver to implement only the events you need; it also
+// implements PolicyProblemObserver, the event of a policy naming a budget,
+// trigger or classifier the executor cannot resolve.
 type Observer interface {
 	// OnStart is called when a call begins.
 	OnStart(ctx context.Context, key string, start time.Time)
@@ -23,8 +25,45 @@ type Observer interface {
 	// OnBreakerState is called when a key's circuit breaker changes state.
 	OnBreakerState(ev BreakerStateChange)
 	// OnPolicyReload is called when a provider reloads its policies; Err
-	// is set when the reload failed and the previous set is kept.
+	// is set when the reload failed and the previous set is kept. An
+	// executor's observer gets the reloads of the executor's provider
+	// when the provider supports subscription (policy.ReloadSubscriber).
 	OnPolicyReload(ev PolicyReload)
+}
+
+// PolicyProblemObserver is implemented by observers that want to hear of
+// names a policy refers to that the executor cannot resolve (see
+// PolicyProblem). BaseObserver (and so every observer embedding it),
+// NoopObserver and MultiObserver implement it; the executor calls
+// OnPolicyProblem on its observer (recourse.WithObserver) when the
+// observer implements it. It is separate from Observer so that observers
+// written before it keep compiling.
+type PolicyProblemObserver interface {
+	// OnPolicyProblem is called once per unresolvable name each time the
+	// executor compiles a key's policy (its first call, and again after
+	// the policy changes), not on every call.
+	OnPolicyProblem(ev PolicyProblem)
+}
+
+// PolicyProblem describes a name a key's policy refers to — a budget, a
+// hedge trigger or a classifier — that the executor could not resolve:
+// not registered in code, not built in, not declared by the provider.
+type PolicyProblem struct {
+	// Key is the policy's key ("payments.Charge").
+	Key string
+	// Field is the policy field holding the name, in the policy file's
+	// spelling: "budget", "hedge.budget", "hedge.trigger" or "classifier".
+	Field string
+	// Name is the unresolved name.
+	Name string
+	// Mode is the executor's failure mode for such a name, which says
+	// what it does instead: "deny" (retries and hedges refused for a
+	// budget; the key's calls refused for a trigger or a classifier),
+	// "allow" (a budget admits everything), "fallback" (the policy's own
+	// delay/quantile hedges, the default classifier classifies).
+	Mode string
+	// Err describes the problem; it names key, field and name.
+	Err error
 }
 
 // PolicyReload describes a provider's reload.
@@ -87,6 +126,9 @@ func (BaseObserver) OnBreakerState(BreakerStateChange) {}
 
 // OnPolicyReload does nothing.
 func (BaseObserver) OnPolicyReload(PolicyReload) {}
+
+// OnPolicyProblem does nothing.
+func (BaseObserver) OnPolicyProblem(PolicyProblem) {}
 
 // NoopObserver ignores every event. Decorators recognise it (see IsNoop)
 // and skip building timelines for it.
@@ -212,6 +254,16 @@ func (m MultiObserver) OnPolicyReload(ev PolicyReload) {
 	for _, o := range m {
 		if !isNil(o) {
 			o.OnPolicyReload(ev)
+		}
+	}
+}
+
+// OnPolicyProblem forwards to every observer that implements
+// PolicyProblemObserver.
+func (m MultiObserver) OnPolicyProblem(ev PolicyProblem) {
+	for _, o := range m {
+		if po, ok := o.(PolicyProblemObserver); ok && !isNil(o) {
+			po.OnPolicyProblem(ev)
 		}
 	}
 }

@@ -54,13 +54,36 @@ const (
 	ReasonPanic          = "panic"
 )
 
-// Attribute names set on Timeline.Attributes by the executor.
+// Attribute names set on Timeline.Attributes by the executor. These are
+// every key the executor writes; values are for humans unless said
+// otherwise.
 const (
-	AttrPolicySource        = "policy_source"
-	AttrPolicyNormalized    = "policy_normalized"
+	// AttrPolicySource says where the key's policy came from: "static"
+	// (recourse.WithPolicy), the provider's source ("file:PATH", with
+	// " (stale: …)" while its last reload failed), or, for a key without
+	// a usable policy, the missing-policy mode's "policy_fallback",
+	// "allow" or "deny".
+	AttrPolicySource = "policy_source"
+	// AttrPolicyNormalized is "true" when Normalize clamped the policy.
+	AttrPolicyNormalized = "policy_normalized"
+	// AttrPolicyClampedFields lists the clamped fields, comma-separated.
 	AttrPolicyClampedFields = "policy_clamped_fields"
-	AttrPolicyError         = "policy_error"
-	AttrMissingPolicyMode   = "missing_policy_mode"
+	// AttrPolicyError says why the key's own policy is not in force: the
+	// provider's error or the policy's validation errors.
+	AttrPolicyError = "policy_error"
+	// AttrMissingPolicyMode is the missing-policy mode applied ("fallback",
+	// "allow", "deny") when the key has no usable policy.
+	AttrMissingPolicyMode = "missing_policy_mode"
+	// AttrBudgetError names every budget the policy refers to (budget,
+	// hedge.budget) that the executor could not resolve, and the
+	// missing-budget mode applied.
+	AttrBudgetError = "budget_error"
+	// AttrTriggerError names the hedge trigger the policy refers to that
+	// the executor could not resolve, and what hedges instead.
+	AttrTriggerError = "trigger_error"
+	// AttrClassifierError names the classifier the policy refers to that
+	// the executor could not resolve, and what classifies instead.
+	AttrClassifierError = "classifier_error"
 )
 
 // AttemptRecord is one try of a call.
