@@ -19,8 +19,9 @@ import (
 	"github.com/recourse-go/recourse/middleware"
 )
 
-// PolicySet is the content of a policy file: policies by key, and the
-// default policy for keys the file does not name (nil if none).
+// PolicySet is the content of a policy file: policies by key, the
+// default policy for keys the file does not name (nil if none), and the
+// budgets the file declares.
 type PolicySet struct {
 	// Policies holds each key's policy, the default section's fields
 	// filled in for those the key does not set.
@@ -28,6 +29,10 @@ type PolicySet struct {
 	// Default is the default section's policy (its Key zero), served for
 	// keys the file does not name; nil when the file has none.
 	Default *Policy
+	// Budgets holds the budgets section: each declared budget by name
+	// (nil when the file declares none). A FileProvider or RemoteProvider
+	// builds them and serves them as a BudgetSource.
+	Budgets map[string]BudgetSpec
 }
 
 // Keys returns the set's keys, sorted.
@@ -63,15 +68,22 @@ func FormatOf(path string) Format {
 // DefaultSection is the key errors name for a file's default section.
 const DefaultSection = "default"
 
-// Parse reads a policy file (see the README for the format). A key's
-// policy is Defaults(), then the file's default section, then the key's
-// own section. Any error — bad syntax, an unknown field, a value of the
-// wrong type, a hard error of Validate — is reported naming the key, the
-// field and the value; all of a file's field errors are reported, joined.
-// A key or field given twice (in JSON as in YAML, at any depth, or a key
-// spelled two ways, as "x" and ".x") is an error naming it, and so is a
-// document with no policies and no default section (ErrNoPolicies): an
+// Parse reads a policy file (the format is in the package documentation).
+// A key's policy is Defaults(), then the file's default section, then the
+// key's own section. Any error — bad syntax, an unknown field, a value of
+// the wrong type, a hard error of Validate, a budget declared wrongly — is
+// reported naming the key (or budget), the field and the value; every
+// field error of every key and budget is reported, joined (errors.Join),
+// one per line, each a *FieldError (errors.Is ErrInvalid). An error of the
+// default section is reported once, not again under each key inheriting
+// it. A key or field given twice (in JSON as in YAML, at any depth, or a
+// key spelled two ways, as "x" and ".x") is an error naming it, and so is
+// a document with no policies and no default section (ErrNoPolicies): an
 // empty or comment-only file is never an empty set.
+//
+// Parse does not check that the budget, trigger and classifier names the
+// policies use exist: names may be registered in code. The recourse
+// command's check does (see cmd/recourse).
 func Parse(data []byte, format Format) (*PolicySet, error) {
 	var doc any
 	switch format {
@@ -91,28 +103,40 @@ func Parse(data []byte, format Format) (*PolicySet, error) {
 	}
 	top, ok := doc.(map[string]any)
 	if !ok {
-		return nil, fmt.Errorf("recourse/policy: the file must be a mapping with 'default' and 'policies', got %s", kind(doc))
+		return nil, fmt.Errorf("recourse/policy: the file must be a mapping with 'default', 'policies' and 'budgets', got %s", kind(doc))
 	}
 	var errs []error
 	set := &PolicySet{Policies: map[Key]Policy{}}
 	base := Defaults()
 	for _, name := range sortedKeys(top) {
 		switch name {
-		case "default", "policies":
+		case "default", "policies", "budgets":
 		default:
-			errs = append(errs, fmt.Errorf("recourse/policy: unknown top-level field %q (want default, policies)", name))
+			errs = append(errs, fmt.Errorf("recourse/policy: unknown top-level field %q (want default, policies, budgets)", name))
 		}
 	}
+	if raw, ok := top["budgets"]; ok {
+		budgets, berrs := parseBudgets(raw)
+		errs = append(errs, berrs...)
+		if len(budgets) > 0 {
+			set.Budgets = budgets
+		}
+	}
+	// inherited are the default section's errors, as "field = value": a
+	// key that inherits the value is not blamed for it again.
+	inherited := map[string]bool{}
 	if raw, ok := top["default"]; ok && raw != nil {
 		d := base
 		c := converter{key: DefaultSection}
 		c.policy(raw, &d)
-		if len(c.errs) == 0 {
-			d.Key = Key{Name: DefaultSection}
-			if err := Validate(d); err != nil {
-				c.errs = append(c.errs, err)
+		d.Key = Key{Name: DefaultSection}
+		c.errs = merge(c.errs, Validate(d))
+		d.Key = Key{}
+		for _, err := range c.errs {
+			var fe *FieldError
+			if errors.As(err, &fe) {
+				inherited[fe.Field+" = "+fe.Value] = true
 			}
-			d.Key = Key{}
 		}
 		errs = append(errs, c.errs...)
 		base = d
@@ -136,12 +160,13 @@ func Parse(data []byte, format Format) (*PolicySet, error) {
 			}
 			spelled[p.Key] = name
 			c.policy(m[name], &p)
-			if len(c.errs) == 0 {
-				if err := Validate(p); err != nil {
-					c.errs = append(c.errs, err)
+			for _, err := range merge(c.errs, Validate(p)) {
+				var fe *FieldError
+				if errors.As(err, &fe) && fe.Key == name && inherited[fe.Field+" = "+fe.Value] {
+					continue // the default section's, reported there
 				}
+				errs = append(errs, err)
 			}
-			errs = append(errs, c.errs...)
 			set.Policies[p.Key] = p
 		}
 	}
@@ -285,12 +310,13 @@ func decodeYAML(data []byte) (any, error) {
 // converter turns one key's decoded section into Policy fields,
 // collecting errors that name the key, the field and the value.
 type converter struct {
-	key  string
-	errs []error
+	key    string
+	budget bool // key names a budget of the budgets section
+	errs   []error
 }
 
 func (c *converter) fail(field, value, reason string) {
-	c.errs = append(c.errs, &FieldError{Key: c.key, Field: field, Value: value, Reason: reason})
+	c.errs = append(c.errs, &FieldError{Key: c.key, Field: field, Value: value, Reason: reason, budget: c.budget})
 }
 
 // field is one field of the file format and how to store its value.
@@ -408,6 +434,9 @@ func (c *converter) mapping(path string, raw any) (map[string]any, bool) {
 	if !ok {
 		if path == "" {
 			path = "policy"
+			if c.budget {
+				path = "budget"
+			}
 		}
 		c.fail(path, show(raw), "must be a mapping of fields")
 	}

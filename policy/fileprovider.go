@@ -76,7 +76,8 @@ type reloader struct {
 	mu      sync.RWMutex
 	applied uint64 // the number of the last reload committed
 	set     *PolicySet
-	sum     [sha256.Size]byte // of set's source text
+	budgets map[string]builtBudget // built from set.Budgets
+	sum     [sha256.Size]byte      // of set's source text
 	tag     string            // set's ETag, for conditional fetches
 	lastErr error
 	source  string
@@ -270,12 +271,24 @@ func (f *reloader) Set() *PolicySet {
 	if f.set == nil {
 		return nil
 	}
-	s := &PolicySet{Policies: maps.Clone(f.set.Policies)}
+	s := &PolicySet{Policies: maps.Clone(f.set.Policies), Budgets: maps.Clone(f.set.Budgets)}
 	if f.set.Default != nil {
 		d := *f.set.Default
 		s.Default = &d
 	}
 	return s
+}
+
+// Budget returns the budget the set being served declares as name (its
+// budgets section), built on the provider's clock (WatchClock): the same
+// instance, with its state, across reloads that leave its declaration
+// unchanged, a new one after a reload that changes it. A failed reload
+// changes nothing. It implements BudgetSource.
+func (f *reloader) Budget(name string) (middleware.Budget, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	b, ok := f.budgets[name]
+	return b.b, ok
 }
 
 // Version changes whenever a reload succeeds with new content, fails, or
@@ -365,6 +378,7 @@ func (f *reloader) reload() (*timeline.PolicyReload, error) {
 		f.lastErr, f.source = nil, f.name
 	default:
 		f.set, f.sum, f.tag, f.lastErr, f.source = set, sha256.Sum256(res.data), res.tag, nil, f.name
+		f.budgets = rebuild(f.budgets, set.Budgets, f.clock)
 	}
 	return &timeline.PolicyReload{Source: f.name, Version: f.version.Add(1)}, nil
 }

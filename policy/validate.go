@@ -13,19 +13,32 @@ import (
 // meaningful value out of bounds, which Normalize clamps.
 type FieldError struct {
 	// Key is the policy's key ("payments.Charge"; "default" for a file's
-	// default section).
+	// default section), or for an error in a file's budgets section the
+	// budget's name.
 	Key string
-	// Field is the field's path in the file format ("retry.max_attempts").
+	// Field is the field's path in the file format ("retry.max_attempts",
+	// or "ratio" in a budget).
 	Field string
 	// Value is the offending value as written or as held.
 	Value string
 	// Reason says what is wrong.
 	Reason string
+
+	budget bool // Key names a budget, not a policy
 }
 
-// Error names the key, the field and the value.
+// Error names the key (or budget), the field and the value:
+// `policy "payments.Charge": retry.max_attempts = -1: must not be negative`,
+// `budget "retries": ratio = NaN: must be a finite number above 0`.
 func (e *FieldError) Error() string {
-	return fmt.Sprintf("policy %q: %s = %s: %s", e.Key, e.Field, e.Value, e.Reason)
+	what := "policy"
+	if e.budget {
+		what = "budget"
+		if e.Key == "" { // BudgetSpec.Build: no name to give
+			return fmt.Sprintf("%s: %s = %s: %s", what, e.Field, e.Value, e.Reason)
+		}
+	}
+	return fmt.Sprintf("%s %q: %s = %s: %s", what, e.Key, e.Field, e.Value, e.Reason)
 }
 
 // ErrInvalid is matched (errors.Is) by every *FieldError.
@@ -47,9 +60,10 @@ func Validate(p Policy) error {
 	v.nonNegative("retry.max_attempts", int64(r.MaxAttempts))
 	v.duration("retry.initial_backoff", r.InitialBackoff)
 	v.duration("retry.max_backoff", r.MaxBackoff)
-	if r.InitialBackoff > 0 && r.MaxBackoff > 0 && r.MaxBackoff < r.InitialBackoff {
-		v.fail("retry.max_backoff", r.MaxBackoff.String(), "is below retry.initial_backoff ("+r.InitialBackoff.String()+")")
-	}
+	// A max_backoff below initial_backoff is not an error: Normalize
+	// raises it to initial_backoff and reports retry.max_backoff, alike
+	// for a policy built in Go and one read from a file (whose max_backoff
+	// may come from the defaults).
 	v.float("retry.multiplier", r.Multiplier)
 	if r.Jitter > JitterDecorrelated {
 		v.fail("retry.jitter", strconv.Itoa(int(r.Jitter)), "unknown jitter (want none, full, equal or decorrelated)")
@@ -89,12 +103,13 @@ func Validate(p Policy) error {
 }
 
 type validator struct {
-	key  string
-	errs []error
+	key    string
+	budget bool // key names a budget
+	errs   []error
 }
 
 func (v *validator) fail(field, value, reason string) {
-	v.errs = append(v.errs, &FieldError{Key: v.key, Field: field, Value: value, Reason: reason})
+	v.errs = append(v.errs, &FieldError{Key: v.key, Field: field, Value: value, Reason: reason, budget: v.budget})
 }
 
 func (v *validator) nonNegative(field string, n int64) {
