@@ -78,7 +78,7 @@ type reloader struct {
 	set     *PolicySet
 	budgets map[string]builtBudget // built from set.Budgets
 	sum     [sha256.Size]byte      // of set's source text
-	tag     string            // set's ETag, for conditional fetches
+	tag     string                 // set's ETag, for conditional fetches
 	lastErr error
 	source  string
 
