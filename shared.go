@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"strings"
 
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
@@ -40,7 +41,7 @@ func (e *Executor) shared(key string, p policy.Policy, comp *policy.Compiler, en
 			} else if e.opts.MissingTriggerMode == FailureDeny {
 				return fmt.Errorf("%w %q (key %q)", ErrNoTrigger, name, key)
 			} else {
-				attrs["trigger_error"] = fmt.Sprintf("no hedge trigger %q; using the policy's delay/quantile", name)
+				attrs[timeline.AttrTriggerError] = fmt.Sprintf("no hedge trigger %q; using the policy's delay/quantile", name)
 			}
 		}
 	}
@@ -51,8 +52,14 @@ func (e *Executor) shared(key string, p policy.Policy, comp *policy.Compiler, en
 	return nil
 }
 
-// budget resolves a budget name, applying the missing-budget mode: deny
-// (default) refuses every retry and hedge, allow lets them all through.
+// budget resolves a budget name: a budget registered in code
+// (WithBudget) wins, then one the provider declares (policy.BudgetSource:
+// a policy file's budgets section), then the built-in
+// policy.BudgetUnlimited. Otherwise it applies the missing-budget mode —
+// deny (default) refuses every retry and hedge, allow lets them all
+// through — and adds the name to attrs[timeline.AttrBudgetError], after
+// any other missing name of the same policy (a non-empty attrs after the
+// call says the name was missing).
 func (e *Executor) budget(name string, attrs map[string]string) middleware.Budget {
 	if name == "" {
 		return nil
@@ -60,14 +67,46 @@ func (e *Executor) budget(name string, attrs map[string]string) middleware.Budge
 	if b, ok := e.opts.Budgets[name]; ok && !isNil(b) {
 		return b
 	}
+	b, err := e.declaredBudget(name)
+	if b != nil {
+		return b
+	}
 	if name == policy.BudgetUnlimited {
 		return middleware.UnlimitedBudget{}
 	}
-	attrs["budget_error"] = fmt.Sprintf("no budget %q (missing_budget_mode=%s)", name, e.opts.MissingBudgetMode)
+	msg := fmt.Sprintf("no budget %q (missing_budget_mode=%s)", name, e.opts.MissingBudgetMode)
+	if err != nil {
+		msg = fmt.Sprintf("no budget %q: %v (missing_budget_mode=%s)", name, err, e.opts.MissingBudgetMode)
+	}
+	if prev := attrs[timeline.AttrBudgetError]; prev != "" && !strings.Contains(prev, msg) {
+		msg = prev + "; " + msg
+	}
+	attrs[timeline.AttrBudgetError] = msg
 	if e.opts.MissingBudgetMode == FailureAllow {
 		return middleware.UnlimitedBudget{}
 	}
 	return missingBudget{}
+}
+
+// declaredBudget asks the provider, if it declares budgets, for name. A
+// panic in a user's BudgetSource is returned as a *PanicError (unless
+// recovery is off); a nil budget counts as none.
+func (e *Executor) declaredBudget(name string) (b middleware.Budget, err error) {
+	src, ok := e.opts.Provider.(policy.BudgetSource)
+	if !ok || isNil(src) {
+		return nil, nil
+	}
+	if !e.opts.NoPanicRecovery {
+		defer func() {
+			if r := recover(); r != nil {
+				b, err = nil, middleware.NewPanicError("provider", name, r)
+			}
+		}()
+	}
+	if b, ok := src.Budget(name); ok && !isNil(b) {
+		return b, nil
+	}
+	return nil, nil
 }
 
 // isNil reports whether v is nil or holds a nil pointer, map, slice,
