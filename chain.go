@@ -25,13 +25,17 @@ func (e *Executor) compile(key string, ans answer) *entry {
 		attrs[timeline.AttrPolicyClampedFields] = strings.Join(clamped, ",")
 	}
 	classifier := e.opts.Classifier
+	missingClassifier := false
 	if refusal == nil && np.Classifier != "" {
 		if c, ok := e.opts.Classifiers[np.Classifier]; ok {
 			classifier = c
-		} else if e.opts.MissingClassifierMode == FailureDeny {
-			refusal = fmt.Errorf("%w %q (key %q)", ErrNoClassifier, np.Classifier, key)
 		} else {
-			attrs["classifier_error"] = fmt.Sprintf("no classifier %q; using the default", np.Classifier)
+			missingClassifier = true
+			if e.opts.MissingClassifierMode == FailureDeny {
+				refusal = &unresolvedError{key: key, field: "classifier", name: np.Classifier, kind: ErrNoClassifier}
+			} else {
+				attrs[timeline.AttrClassifierError] = fmt.Sprintf("no classifier %q; using the default", np.Classifier)
+			}
 		}
 	}
 	comp := policy.Compiler{
@@ -42,9 +46,11 @@ func (e *Executor) compile(key string, ans answer) *entry {
 		NoRecover:  e.opts.NoPanicRecovery,
 	}
 	en := &entry{key: key}
-	if refusal == nil {
+	sharedRan := refusal == nil
+	if sharedRan {
 		refusal = e.shared(key, np, &comp, en, attrs)
 	}
+	en.problems = e.unresolved(key, np, missingClassifier, sharedRan, refusal, attrs)
 	if refusal == nil {
 		c, err := comp.Compile(np)
 		if err == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,10 @@ type Executor struct {
 	limit   int        // size past which the next insert sweeps
 	flights map[string]*flight
 
+	// unsubscribe ends the subscription of opts.Observer to the
+	// provider's reloads (nil without one).
+	unsubscribe func()
+
 	stateMu  sync.Mutex // guards the per-key state below (compile time only)
 	breakers map[string]*keyBreaker
 	trackers map[string]*hedge.LatencyTracker
@@ -77,6 +82,10 @@ type entry struct {
 	breaker *keyBreaker
 	tracker *hedge.LatencyTracker
 
+	// problems are the names the policy refers to that nothing resolved,
+	// reported to the observer once, when the entry is cached.
+	problems []timeline.PolicyProblem
+
 	// used is set by calls and cleared by eviction sweeps: an entry not
 	// used between two sweeps is idle. A new entry starts unused.
 	used atomic.Bool
@@ -104,7 +113,48 @@ func NewExecutor(opts ...Option) *Executor {
 	o.Observer = timeline.Multi(o.Observer) // drops nil and nil-pointer observers
 	e := &Executor{opts: o}
 	e.versioned, _ = o.Provider.(policy.Versioned)
+	e.subscribe()
 	return e
+}
+
+// subscribe sends the provider's reload events to the executor's
+// observer, if the provider reports reloads (policy.ReloadSubscriber) and
+// there is an observer. The subscription holds the observer, not the
+// executor: it ends when the executor is garbage collected.
+func (e *Executor) subscribe() {
+	rs, ok := e.opts.Provider.(policy.ReloadSubscriber)
+	if !ok || isNil(rs) || timeline.IsNoop(e.opts.Observer) {
+		return
+	}
+	unsubscribe := rs.SubscribeReloads(e.opts.Observer)
+	if unsubscribe == nil {
+		return
+	}
+	e.unsubscribe = unsubscribe
+	runtime.SetFinalizer(e, func(e *Executor) { e.unsubscribe() })
+}
+
+// report tells the observer of the names en's policy refers to that
+// nothing resolved: once per compile, when the compiled entry is cached.
+func (e *Executor) report(en *entry) {
+	if len(en.problems) == 0 {
+		return
+	}
+	if po, ok := e.opts.Observer.(timeline.PolicyProblemObserver); ok && !timeline.IsNoop(e.opts.Observer) {
+		for _, p := range en.problems {
+			po.OnPolicyProblem(p)
+		}
+	}
+}
+
+// storeAndReport stores en as key's entry and reports its problems if it is the
+// one cached.
+func (e *Executor) storeAndReport(key string, en *entry) *entry {
+	got := e.store(key, en)
+	if got == en {
+		e.report(en)
+	}
+	return got
 }
 
 // NewDefaultExecutor returns an executor with recourse's recommended
@@ -176,7 +226,7 @@ func (e *Executor) build(ctx context.Context, key string) *entry {
 	if _, static := e.opts.Policies[key]; static || e.opts.Provider == nil {
 		en := e.compile(key, answer{})
 		en.version = version
-		return e.store(key, en)
+		return e.storeAndReport(key, en)
 	}
 	if ctx.Value(resolvingKey{e, key}) != nil {
 		// The provider, resolving key, called back into the executor for
@@ -539,7 +589,7 @@ func (e *Executor) finish(f *flight, key string, version uint64, ans answer) {
 			en = e.compile(key, ans)
 		}
 		en.version = version
-		f.en = e.store(key, en)
+		f.en = e.storeAndReport(key, en)
 	})
 }
 

@@ -2,7 +2,9 @@ package recourse
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/policy"
@@ -75,4 +77,59 @@ func sourceOf(p policy.Provider) string {
 		return s.Source()
 	}
 	return "provider"
+}
+
+// unresolved lists the names p, key's policy as compiled, refers to that
+// the executor could not resolve, as its own resolution reported them:
+// the classifier (missingClassifier, from compile), the hedge trigger
+// (what shared reported, if it ran) and each budget (resolved one by one
+// through budget, so that a missing hedge budget does not hide a missing
+// retry budget). It also makes AttrBudgetError name every missing budget.
+func (e *Executor) unresolved(key string, p policy.Policy, missingClassifier, sharedRan bool, refusal error, attrs map[string]string) []timeline.PolicyProblem {
+	var out []timeline.PolicyProblem
+	add := func(field, name string, kind error, mode string) {
+		out = append(out, timeline.PolicyProblem{Key: key, Field: field, Name: name, Mode: mode,
+			Err: &unresolvedError{key: key, field: field, name: name, kind: kind}})
+	}
+	if missingClassifier {
+		add("classifier", p.Classifier, ErrNoClassifier, fallbackOrDeny(e.opts.MissingClassifierMode))
+	}
+	if h := p.Hedge; sharedRan && h.Enabled && h.Trigger != "" &&
+		(errors.Is(refusal, ErrNoTrigger) || attrs[timeline.AttrTriggerError] != "") {
+		add("hedge.trigger", h.Trigger, ErrNoTrigger, fallbackOrDeny(e.opts.MissingTriggerMode))
+	}
+	budgetMode := FailureDeny.String()
+	if e.opts.MissingBudgetMode == FailureAllow {
+		budgetMode = FailureAllow.String()
+	}
+	var missing []string
+	for _, b := range [...]struct{ field, name string }{{"budget", p.Budget}, {"hedge.budget", hedgeBudget(p)}} {
+		if b.name == "" {
+			continue
+		}
+		if scratch := map[string]string{}; e.budget(b.name, scratch) == nil || len(scratch) > 0 {
+			add(b.field, b.name, ErrNoBudget, budgetMode)
+			missing = append(missing, fmt.Sprintf("%s=%q", b.field, b.name))
+		}
+	}
+	if len(missing) > 0 {
+		attrs[timeline.AttrBudgetError] = fmt.Sprintf("no such budget: %s (missing_budget_mode=%s)", strings.Join(missing, ", "), budgetMode)
+	}
+	return out
+}
+
+// hedgeBudget is the budget name p's hedges take from, if it names one of
+// their own.
+func hedgeBudget(p policy.Policy) string {
+	if p.Hedge.Enabled {
+		return p.Hedge.Budget
+	}
+	return ""
+}
+
+func fallbackOrDeny(m FailureMode) string {
+	if m == FailureDeny {
+		return FailureDeny.String()
+	}
+	return FailureFallback.String()
 }

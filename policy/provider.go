@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+
+	"github.com/recourse-go/recourse/timeline"
 )
 
 // ErrNotFound is returned (wrapped) by a Provider that has no policy for a key.
@@ -23,6 +25,19 @@ type Provider interface {
 // key's chain when it sees a new version, and otherwise never asks again.
 type Versioned interface {
 	Version() uint64
+}
+
+// ReloadSubscriber is implemented by providers that reload their
+// policies at run time and report each reload (FileProvider,
+// RemoteProvider). SubscribeReloads adds o to the observers that get
+// OnPolicyReload for every later reload — as ReloadObserver does at
+// construction — and returns a func that removes it (safe to call more
+// than once). An executor built over such a provider subscribes its own
+// observer (recourse.WithObserver), so that observer need not be passed
+// to ReloadObserver as well. A nil or no-op o (see timeline.IsNoop) is
+// not added.
+type ReloadSubscriber interface {
+	SubscribeReloads(o timeline.Observer) (unsubscribe func())
 }
 
 // Sourced is implemented by providers that name where a policy came from;
