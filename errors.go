@@ -68,8 +68,9 @@ func (e *NoPolicyError) Error() string {
 	}
 	if strings.Contains(msg, strconv.Quote(e.Key)) {
 		// A validation error (`policy "x": retry.max_attempts = -1: …`)
+		// or the executor's own (`recourse: provider lookup for key "x"…`)
 		// names the key itself.
-		return "recourse: no usable policy: " + msg
+		return "recourse: no usable policy: " + strings.TrimPrefix(msg, "recourse: ")
 	}
 	return head + ": " + msg
 }

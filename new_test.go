@@ -292,3 +292,20 @@ func TestNoPolicyErrorSaysItOnce(t *testing.T) {
 		t.Errorf("invalid: err = %v", err)
 	}
 }
+
+type silentProvider struct{}
+
+func (silentProvider) Policy(ctx context.Context, _ policy.Key) (policy.Policy, error) {
+	<-ctx.Done()
+	return policy.Policy{}, ctx.Err()
+}
+
+// A provider that does not answer: "recourse:" once, the key once.
+func TestProviderTimeoutErrorSaysItOnce(t *testing.T) {
+	e := NewExecutor(WithMissingPolicyMode(FailureDeny), WithProvider(silentProvider{}), WithProviderTimeout(5*time.Millisecond))
+	err := e.Do(context.Background(), "x", func(context.Context) error { return nil })
+	if err == nil || strings.Count(err.Error(), "recourse") != 1 || strings.Count(err.Error(), `"x"`) != 1 ||
+		!errors.Is(err, ErrNoPolicy) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v", err)
+	}
+}
