@@ -13,7 +13,8 @@ import (
 )
 
 // NewZerologObserver returns an Observer that writes one JSON object
-// (one line) through l for each event below. The field names, units and
+// (one line) through l for each event below. It also implements
+// PolicyProblemObserver. The field names, units and
 // rules are a stable schema that programs may parse; the message text is
 // for humans and may change.
 //
@@ -140,6 +141,20 @@ import (
 //	source       string  where the policies come from ("file:PATH"), when known
 //	version      int     the provider's version after the reload, when > 0
 //	error        string  why the reload failed, when it did
+//
+// # "policy_problem": a policy names what the executor cannot resolve
+//
+// Logged once each time the executor compiles a key's policy (see
+// PolicyProblemObserver), at error level when the mode is "deny" (the
+// key's retries, hedges or calls are refused), at warn level otherwise.
+//
+//	key          string  the policy's key
+//	field        string  the policy field holding the name ("budget",
+//	                     "hedge.budget", "hedge.trigger", "classifier")
+//	name         string  the unresolved name
+//	mode         string  what the executor does instead: "deny",
+//	                     "allow" or "fallback"
+//	error        string  the problem, naming key, field and name, when given
 func NewZerologObserver(l zerolog.Logger) Observer {
 	return zerologObserver{l: l, salt: rand.Uint64()}
 }
@@ -367,4 +382,19 @@ func (z zerologObserver) OnPolicyReload(p PolicyReload) {
 		ev = ev.Uint64("version", p.Version)
 	}
 	errStr(ev, p.Err).Msg(msg)
+}
+
+// OnPolicyProblem implements PolicyProblemObserver.
+func (z zerologObserver) OnPolicyProblem(p PolicyProblem) {
+	lvl := zerolog.WarnLevel
+	if p.Mode == "deny" {
+		lvl = zerolog.ErrorLevel
+	}
+	ev := z.l.WithLevel(lvl)
+	if ev == nil {
+		return
+	}
+	ev = str(ev.Str("event", "policy_problem"), "key", p.Key)
+	ev = str(str(str(ev, "field", p.Field), "name", p.Name), "mode", p.Mode)
+	errStr(ev, p.Err).Msg("recourse policy names what the executor cannot resolve")
 }

@@ -69,7 +69,7 @@ func checkSchema(t *testing.T, line string) {
 		t.Fatalf("not JSON: %s: %v", line, err)
 	}
 	switch m["event"] {
-	case "attempt", "call", "budget", "hedge", "breaker", "policy_reload":
+	case "attempt", "call", "budget", "hedge", "breaker", "policy_reload", "policy_problem":
 	default:
 		t.Errorf("unknown event %v: %s", m["event"], line)
 	}
@@ -259,6 +259,22 @@ func TestZerologGoldenPolicyReload(t *testing.T) {
 		`{"level":"info","event":"policy_reload","source":"file:policies.yaml","version":3,"message":"recourse policies reloaded"}`,
 		`{"level":"error","event":"policy_reload","source":"file:policies.yaml","version":4,"error":"policies.yaml: line 3: bad duration","message":"recourse policy reload failed; keeping the last good policies"}`,
 		`{"level":"info","event":"policy_reload","message":"recourse policies reloaded"}`,
+	)
+}
+
+func TestZerologGoldenPolicyProblem(t *testing.T) {
+	lines := zlog(t, func(obs Observer) {
+		po, ok := obs.(PolicyProblemObserver)
+		if !ok {
+			t.Fatal("the zerolog observer does not hear of policy problems")
+		}
+		po.OnPolicyProblem(PolicyProblem{Key: "payments.Charge", Field: "budget", Name: "payments", Mode: "deny",
+			Err: errors.New(`recourse: key "payments.Charge": budget "payments" is not registered`)})
+		po.OnPolicyProblem(PolicyProblem{Key: "pricing.Get", Field: "hedge.trigger", Name: "p99x", Mode: "fallback"})
+	})
+	wantLines(t, lines,
+		`{"level":"error","event":"policy_problem","key":"payments.Charge","field":"budget","name":"payments","mode":"deny","error":"recourse: key \"payments.Charge\": budget \"payments\" is not registered","message":"recourse policy names what the executor cannot resolve"}`,
+		`{"level":"warn","event":"policy_problem","key":"pricing.Get","field":"hedge.trigger","name":"p99x","mode":"fallback","message":"recourse policy names what the executor cannot resolve"}`,
 	)
 }
 
