@@ -1,15 +1,25 @@
 // Command recourse checks and explains policy files.
 //
-//	recourse check FILE          validate FILE; print every key's normalized policy and chain
-//	recourse explain FILE KEY    print one key's normalized policy and chain
+//	recourse check [--external NAME]... FILE        validate FILE; print every key's needs, normalized policy and chain
+//	recourse explain [--external NAME]... FILE KEY  print one key's needs, normalized policy and chain
 //
 // check exits 0 for a valid file; for an invalid one it prints every
 // error — each naming the key, the field and the value — on stderr and
 // exits 1. FILE is read as policy.NewFileProvider reads it: a regular
 // file (not a FIFO or a device) of at most policy.DefaultMaxPolicyBytes,
 // JSON if its name ends in ".json", else YAML; an empty or comment-only
-// file is an error. Budgets and triggers a policy names are resolved by
-// the executor at run time; here they are shown by name.
+// file is an error.
+//
+// A file is also invalid when a policy (the default section included)
+// names a budget (budget, hedge.budget), a hedge trigger (hedge.trigger)
+// or a classifier (classifier) that nothing resolves: a budget must be
+// declared in the file's budgets section or be the built-in "unlimited";
+// a trigger must be a built-in latency quantile ("p90", "p99.9"); no
+// classifier is built in. A name registered in code (recourse.WithBudget,
+// WithHedgeTrigger, WithClassifier) is accepted when given with
+// --external NAME (repeatable; also --external=NAME). For every key the
+// output lists what it needs and where each name comes from: the file,
+// built in, or external.
 package main
 
 import (
@@ -17,8 +27,11 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
+	"github.com/recourse-go/recourse/hedge"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/policy"
 )
@@ -26,24 +39,63 @@ import (
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 const usage = `usage:
-  recourse check FILE          validate a policy file and print each key's chain
-  recourse explain FILE KEY    print one key's policy and chain
+  recourse check [--external NAME]... FILE        validate a policy file and print each key's needs and chain
+  recourse explain [--external NAME]... FILE KEY  print one key's needs, policy and chain
+
+--external NAME accepts a budget, hedge trigger or classifier NAME that is
+registered in code (WithBudget, WithHedgeTrigger, WithClassifier).
 `
+
+// parseArgs splits the arguments after the command into positional ones
+// and --external names (anywhere among them; "--" ends the options).
+func parseArgs(args []string) (pos []string, external map[string]bool, ok bool) {
+	external = map[string]bool{}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return append(pos, args[i+1:]...), external, true
+		case a == "--external" || a == "-external":
+			if i+1 >= len(args) || args[i+1] == "" {
+				return nil, nil, false
+			}
+			i++
+			external[args[i]] = true
+		case strings.HasPrefix(a, "--external=") || strings.HasPrefix(a, "-external="):
+			_, name, _ := strings.Cut(a, "=")
+			if name == "" {
+				return nil, nil, false
+			}
+			external[name] = true
+		case strings.HasPrefix(a, "-") && a != "-":
+			return nil, nil, false
+		default:
+			pos = append(pos, a)
+		}
+	}
+	return pos, external, true
+}
 
 // run is the command, testable: it returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) < 2 {
+	if len(args) < 1 {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	cmd, path := args[0], args[1]
+	cmd := args[0]
+	pos, external, ok := parseArgs(args[1:])
 	switch {
-	case cmd == "check" && len(args) == 2:
-	case cmd == "explain" && len(args) == 3:
+	case !ok:
+	case cmd == "check" && len(pos) == 1:
+	case cmd == "explain" && len(pos) == 2:
 	default:
+		ok = false
+	}
+	if !ok {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
+	path := pos[0]
 	set, err := load(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "recourse: cannot load %s:\n", path)
@@ -52,29 +104,180 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
+	r := resolver{set: set, external: external}
 	if cmd == "explain" {
-		key := policy.ParseKey(args[2])
+		key := policy.ParseKey(pos[1])
 		p, ok := set.Policies[key]
 		note := ""
 		if !ok {
 			if set.Default == nil {
-				fmt.Fprintf(stderr, "recourse: %s names no policy for %q and has no default section\n", path, args[2])
+				fmt.Fprintf(stderr, "recourse: %s names no policy for %q and has no default section\n", path, pos[1])
 				return 1
 			}
 			p, note = *set.Default, " (from the default section)"
 			p.Key = key
 		}
-		return explain(stdout, stderr, p, note)
+		needs := r.needs(p, p.Key.String())
+		code := explain(stdout, stderr, p, note, needs)
+		return max(code, report(stderr, needs))
 	}
-	fmt.Fprintf(stdout, "%s: %d keys, valid\n\n", path, len(set.Policies))
-	code := 0
+	type section struct {
+		p     policy.Policy
+		note  string
+		needs []need
+	}
+	var sections []section
 	for _, k := range set.Keys() {
-		code = max(code, explain(stdout, stderr, set.Policies[k], ""))
+		p := set.Policies[k]
+		sections = append(sections, section{p, "", r.needs(p, k.String())})
 	}
 	if set.Default != nil {
 		p := *set.Default
 		p.Key = policy.Key{Name: policy.DefaultSection}
-		code = max(code, explain(stdout, stderr, p, " (for keys the file does not name)"))
+		sections = append(sections, section{p, " (for keys the file does not name)", r.needs(p, policy.DefaultSection)})
+	}
+	unresolved := 0
+	for _, s := range sections {
+		for _, n := range s.needs {
+			if n.from == "" {
+				unresolved++
+			}
+		}
+	}
+	if unresolved == 0 {
+		fmt.Fprintf(stdout, "%s: %d keys, valid\n", path, len(set.Policies))
+	} else {
+		fmt.Fprintf(stdout, "%s: %d keys, invalid: %d name(s) nothing resolves (see stderr)\n", path, len(set.Policies), unresolved)
+	}
+	ps := make([]policy.Policy, len(sections))
+	for i, s := range sections {
+		ps[i] = s.p
+	}
+	fmt.Fprintf(stdout, "budgets declared: %s\n\n", r.declared(ps))
+	code := 0
+	for _, s := range sections {
+		code = max(code, explain(stdout, stderr, s.p, s.note, s.needs))
+	}
+	for _, s := range sections {
+		code = max(code, report(stderr, s.needs))
+	}
+	return code
+}
+
+// externalTrigger stands in for a trigger registered in code, which only
+// the program that registers it can describe.
+type externalTrigger struct{}
+
+func (externalTrigger) Delay() (time.Duration, bool) { return 0, false }
+func (externalTrigger) Name() string                 { return "registered in code (--external)" }
+
+// need is one name a policy uses and where it comes from.
+type need struct {
+	key   string // the policy's key, as the file spells it
+	field string // "budget", "hedge.budget", "hedge.trigger", "classifier"
+	name  string
+	from  string // "" when nothing resolves it
+}
+
+// resolver says where the names a policy uses come from, in the order an
+// executor resolves them: registered in code (--external) first, then the
+// file's budgets section, then the built-ins.
+type resolver struct {
+	set      *policy.PolicySet
+	external map[string]bool
+}
+
+const fromExternal = "external: registered in code"
+
+// needs lists the names p uses that an executor resolves: its budget, its
+// hedges' budget and trigger (when hedging is on) and its classifier.
+func (r resolver) needs(p policy.Policy, key string) []need {
+	var out []need
+	if p.Budget != "" {
+		out = append(out, need{key, "budget", p.Budget, r.budget(p.Budget)})
+	}
+	if p.Hedge.Enabled && p.Hedge.Budget != "" {
+		out = append(out, need{key, "hedge.budget", p.Hedge.Budget, r.budget(p.Hedge.Budget)})
+	}
+	if p.Hedge.Enabled && p.Hedge.Trigger != "" {
+		from := ""
+		if r.external[p.Hedge.Trigger] {
+			from = fromExternal
+		} else if q, ok := policy.QuantileTrigger(p.Hedge.Trigger); ok {
+			from = "built in: latency quantile " + strconv.FormatFloat(q, 'g', 6, 64)
+		}
+		out = append(out, need{key, "hedge.trigger", p.Hedge.Trigger, from})
+	}
+	if p.Classifier != "" {
+		from := ""
+		if r.external[p.Classifier] {
+			from = fromExternal
+		}
+		out = append(out, need{key, "classifier", p.Classifier, from})
+	}
+	return out
+}
+
+func (r resolver) budget(name string) string {
+	switch spec, declared := r.set.Budgets[name]; {
+	case r.external[name] && declared:
+		return fromExternal + ", over the file's declaration"
+	case r.external[name]:
+		return fromExternal
+	case declared:
+		return "declared in the file: " + spec.Kind
+	case name == policy.BudgetUnlimited:
+		return "built in"
+	}
+	return ""
+}
+
+// declared lists the file's budgets with their kinds, marking those no
+// policy uses.
+func (r resolver) declared(ps []policy.Policy) string {
+	if len(r.set.Budgets) == 0 {
+		return "none"
+	}
+	used := map[string]bool{}
+	for _, p := range ps {
+		used[p.Budget] = true
+		if p.Hedge.Enabled {
+			used[p.Hedge.Budget] = true
+		}
+	}
+	names := make([]string, 0, len(r.set.Budgets))
+	for name := range r.set.Budgets {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for i, name := range names {
+		names[i] = fmt.Sprintf("%s (%s)", name, r.set.Budgets[name].Kind)
+		if !used[name] {
+			names[i] += " [unused]"
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+// report prints an error on stderr for each need nothing resolves, naming
+// key, field and name, and returns 1 if there was one.
+func report(stderr io.Writer, needs []need) int {
+	code := 0
+	for _, n := range needs {
+		if n.from != "" {
+			continue
+		}
+		var why string
+		switch n.field {
+		case "budget", "hedge.budget":
+			why = fmt.Sprintf(`no such budget: not declared in the file's budgets section nor built in ("unlimited"); declare it, or pass --external %s if it is registered in code (WithBudget)`, n.name)
+		case "hedge.trigger":
+			why = fmt.Sprintf(`no such hedge trigger: not built in (a latency quantile "pNN" or "pNN.N", such as "p99"); pass --external %s if it is registered in code (WithHedgeTrigger)`, n.name)
+		default:
+			why = fmt.Sprintf(`no such classifier: none is built in; pass --external %s if it is registered in code (WithClassifier)`, n.name)
+		}
+		fmt.Fprintf(stderr, "recourse: policy %q: %s = %q: %s\n", n.key, n.field, n.name, why)
+		code = 1
 	}
 	return code
 }
@@ -103,8 +306,9 @@ type loadError struct {
 func (e *loadError) Error() string { return e.msg }
 func (e *loadError) Unwrap() error { return e.err }
 
-// explain prints one policy, normalized, and its compiled chain in order.
-func explain(stdout, stderr io.Writer, p policy.Policy, note string) int {
+// explain prints one policy, normalized, what it needs and its compiled
+// chain in order.
+func explain(stdout, stderr io.Writer, p policy.Policy, note string, needs []need) int {
 	np, clamped := p.Normalize()
 	comp := policy.Compiler{}
 	if np.Budget != "" {
@@ -112,6 +316,18 @@ func explain(stdout, stderr io.Writer, p policy.Policy, note string) int {
 	}
 	if np.Hedge.Budget != "" {
 		comp.HedgeBudget = middleware.UnlimitedBudget{}
+	}
+	for _, n := range needs {
+		if n.field != "hedge.trigger" || n.from == "" {
+			continue
+		}
+		if q, ok := policy.QuantileTrigger(n.name); ok && !strings.HasPrefix(n.from, fromExternal) {
+			// As the executor builds it: the quantile, on the policy's
+			// delay until the key's latencies are known.
+			comp.Trigger = hedge.NewLatencyTrigger(hedge.NewLatencyTracker(0), q, hedge.Fallback(np.Hedge.Delay))
+		} else {
+			comp.Trigger = externalTrigger{}
+		}
 	}
 	c, err := comp.Compile(np)
 	if err != nil {
@@ -128,6 +344,16 @@ func explain(stdout, stderr io.Writer, p policy.Policy, note string) int {
 	}
 	if np.Budget != "" {
 		fmt.Fprintf(stdout, "  budget: %q, %d token(s) per retry or hedge\n", np.Budget, np.BudgetCost)
+	}
+	if len(needs) > 0 {
+		fmt.Fprintln(stdout, "  needs:")
+		for _, n := range needs {
+			from := n.from
+			if from == "" {
+				from = "UNRESOLVED: not declared in the file, not built in"
+			}
+			fmt.Fprintf(stdout, "    %s %q (%s)\n", n.field, n.name, from)
+		}
 	}
 	fmt.Fprintln(stdout, "  chain, outermost first:")
 	for i, s := range c.Stages {
