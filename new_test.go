@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -245,7 +246,8 @@ func TestReloadsReachExecutorObservers(t *testing.T) {
 func TestExecutorSubscribesToReloads(t *testing.T) {
 	sp := &subscribing{StaticProvider: policy.NewStaticProvider()}
 	obs := &problemLog{}
-	_ = NewExecutor(WithProvider(sp), WithObserver(obs))
+	kept := NewExecutor(WithProvider(sp), WithObserver(obs))
+	defer runtime.KeepAlive(kept) // its finalizer would unsubscribe
 	_ = NewExecutor(WithProvider(sp))
 	if len(sp.subs) != 1 {
 		t.Fatalf("%d subscriptions, want 1", len(sp.subs))
@@ -254,16 +256,28 @@ func TestExecutorSubscribesToReloads(t *testing.T) {
 	if _, r := obs.snapshot(); len(r) != 1 || r[0].Version != 7 {
 		t.Fatalf("reloads %+v", r)
 	}
+	// New that fails leaves no subscription behind.
+	if _, err := New(WithProvider(sp), WithObserver(obs), WithPolicy("a.B", policy.MaxAttempts(-1))); err == nil {
+		t.Fatal("no error")
+	}
+	if len(sp.subs) != 1 || sp.cancelled != 1 {
+		t.Fatalf("%d subscriptions, %d cancelled; want 1, 1", len(sp.subs), sp.cancelled)
+	}
 }
 
 type subscribing struct {
 	*policy.StaticProvider
-	subs []timeline.Observer
+	subs      []timeline.Observer
+	cancelled int
 }
 
 func (s *subscribing) SubscribeReloads(o timeline.Observer) func() {
 	s.subs = append(s.subs, o)
-	return func() {}
+	n := len(s.subs) - 1
+	return func() {
+		s.subs = append(s.subs[:n], s.subs[n+1:]...)
+		s.cancelled++
+	}
 }
 
 // A refused key's error says "no policy" once, and still matches both
@@ -308,4 +322,29 @@ func TestProviderTimeoutErrorSaysItOnce(t *testing.T) {
 		!errors.Is(err, ErrNoPolicy) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+type countingSubscriber struct {
+	*policy.StaticProvider
+	cancelled chan struct{}
+}
+
+func (s *countingSubscriber) SubscribeReloads(timeline.Observer) func() {
+	return func() { close(s.cancelled) }
+}
+
+// An executor dropped by its user ends its subscription: the provider
+// does not keep its observer forever.
+func TestDroppedExecutorUnsubscribes(t *testing.T) {
+	sp := &countingSubscriber{StaticProvider: policy.NewStaticProvider(), cancelled: make(chan struct{})}
+	func() { _ = NewExecutor(WithProvider(sp), WithObserver(&problemLog{})) }()
+	for range 100 {
+		runtime.GC()
+		select {
+		case <-sp.cancelled:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Fatal("the subscription outlived the executor")
 }
