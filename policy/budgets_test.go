@@ -235,3 +235,9 @@ func TestFileProviderBudgetsSurviveUnchangedReloads(t *testing.T) {
 		t.Error("a removed budget is still served")
 	}
 }
+
+// Both reloading providers serve their file's budgets.
+var (
+	_ BudgetSource = (*FileProvider)(nil)
+	_ BudgetSource = (*RemoteProvider)(nil)
+)
