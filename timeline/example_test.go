@@ -18,5 +18,5 @@ func ExampleNewZerologObserver() {
 		Attempt: 1, StartTime: start, EndTime: start.Add(120 * time.Millisecond),
 		Outcome: timeline.OutcomeRetryable, Reason: timeline.ReasonTimeout, Err: errors.New("deadline"),
 	})
-	// Output: {"level":"warn","event":"attempt","key":"payments.Charge","attempt":1,"hedge_index":0,"outcome":"retryable","reason":"timeout","duration":120,"error":"deadline","message":"recourse attempt"}
+	// Output: {"level":"warn","event":"attempt","key":"payments.Charge","attempt":1,"hedge_index":0,"duration_ms":120,"outcome":"retryable","reason":"timeout","error":"deadline","message":"recourse attempt"}
 }

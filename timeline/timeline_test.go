@@ -113,7 +113,7 @@ func TestZerologObserverWritesJSONLines(t *testing.T) {
 		t.Fatalf("got %d lines, want 2 attempts + 1 call", len(lines))
 	}
 	first := lines[0]
-	for _, f := range []string{"key", "attempt", "outcome", "reason", "duration", "error"} {
+	for _, f := range []string{"key", "attempt", "outcome", "reason", "duration_ms", "error"} {
 		if _, ok := first[f]; !ok {
 			t.Fatalf("attempt line lacks %q: %v", f, first)
 		}
@@ -125,7 +125,7 @@ func TestZerologObserverWritesJSONLines(t *testing.T) {
 	if call["event"] != "call" || call["attempts"] != float64(2) || call["outcome"] != "success" {
 		t.Fatalf("call line = %v", call)
 	}
-	if _, ok := call["duration"]; !ok {
-		t.Fatalf("call line lacks duration: %v", call)
+	if _, ok := call["duration_ms"]; !ok {
+		t.Fatalf("call line lacks duration_ms: %v", call)
 	}
 }
