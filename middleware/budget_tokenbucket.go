@@ -30,7 +30,8 @@ type TokenBucketBudget struct {
 
 // NewTokenBucketBudget returns a budget of capacity tokens refilled at
 // refillPerSecond. A capacity of 0 refuses every retry and hedge; a
-// negative refill rate is taken as 0 (no refill).
+// negative or NaN refill rate is taken as 0 (no refill), and one above a
+// token per nanosecond (+Inf included) as a token per nanosecond.
 func NewTokenBucketBudget(capacity int, refillPerSecond float64) Budget {
 	return NewTokenBucketBudgetWithClock(capacity, refillPerSecond, nil)
 }
@@ -43,9 +44,17 @@ func NewTokenBucketBudgetWithClock(capacity int, refillPerSecond float64, c cloc
 	if refillPerSecond < 0 || math.IsNaN(refillPerSecond) {
 		refillPerSecond = 0
 	}
+	// The limiter keeps time in nanoseconds: at more than a token per
+	// nanosecond a debt rounds to no wait at all and every try would pass
+	// (and +Inf overflows its arithmetic), so faster refills are capped.
+	if refillPerSecond > maxRefillPerSecond {
+		refillPerSecond = maxRefillPerSecond
+	}
 	// rate.Limiter starts full.
 	return &TokenBucketBudget{lim: rate.NewLimiter(rate.Limit(refillPerSecond), capacity), clock: clock.Or(c)}
 }
+
+const maxRefillPerSecond = 1e9 // a token per nanosecond
 
 // Token bucket decision reasons.
 const (
