@@ -93,6 +93,9 @@ type entry struct {
 
 // NewExecutor returns an executor configured by opts. With no options,
 // every key runs under policy.Defaults() with the default classifier.
+// It reports no configuration mistake: New does. If the provider reports
+// its reloads (policy.ReloadSubscriber), the executor's observer is
+// subscribed to them for as long as the executor is reachable.
 func NewExecutor(opts ...Option) *Executor {
 	o := Options{
 		Fallback:          policy.Defaults(),

@@ -12,10 +12,12 @@ import (
 // New is NewExecutor that reports configuration mistakes up front. It
 // returns an error, and no executor, when
 //
-//   - a WithPolicy policy is invalid (policy.Validate: each error a
+//   - a WithPolicy policy, or the fallback policy (WithFallbackPolicy,
+//     reported as "fallback") when the missing-policy mode uses it, is
+//     invalid (policy.Validate: each error a
 //     *policy.FieldError naming the key, the field and the value, matching
 //     policy.ErrInvalid);
-//   - a WithPolicy policy, or a policy of the provider's current set (when
+//   - one of those, or a policy of the provider's current set (when
 //     the provider lists it, as policy.FileProvider and
 //     policy.RemoteProvider do; its default section under the key
 //     "default"), names a budget, hedge trigger or classifier that nothing
@@ -80,6 +82,18 @@ func (e *Executor) validate() error {
 			continue
 		}
 		check(k, answer{})
+	}
+	if fb := e.opts.Fallback; e.opts.MissingPolicyMode == FailureFallback && fb != (policy.Policy{}) {
+		fb.Key = policy.ParseKey("fallback")
+		if err := policy.Validate(fb); err != nil {
+			errs = append(errs, err)
+		} else {
+			fp := &Executor{opts: probe.opts}
+			fp.opts.Policies = map[string]policy.Policy{"fallback": fb}
+			for _, p := range fp.compile("fallback", answer{}).problems {
+				errs = append(errs, p.Err)
+			}
+		}
 	}
 	if l, ok := e.opts.Provider.(setLister); ok && !isNil(l) {
 		if set := l.Set(); set != nil {

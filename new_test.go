@@ -348,3 +348,20 @@ func TestDroppedExecutorUnsubscribes(t *testing.T) {
 	}
 	t.Fatal("the subscription outlived the executor")
 }
+
+// The fallback policy (WithFallbackPolicy), which every key without a
+// policy runs under, is checked under the name "fallback" — unless the
+// missing-policy mode never uses it.
+func TestNewChecksTheFallbackPolicy(t *testing.T) {
+	_, err := New(WithFallbackPolicy(policy.MaxAttempts(-1)))
+	if err == nil || !errors.Is(err, policy.ErrInvalid) || !strings.Contains(err.Error(), `policy "fallback": retry.max_attempts = -1`) {
+		t.Fatalf("err = %v", err)
+	}
+	_, err = New(WithFallbackPolicy(policy.WithBudget("nope")))
+	if err == nil || !errors.Is(err, ErrNoBudget) || !strings.Contains(err.Error(), `policy "fallback": budget = "nope"`) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := New(WithMissingPolicyMode(FailureDeny), WithFallbackPolicy(policy.WithBudget("nope"))); err != nil {
+		t.Fatalf("unused fallback: %v", err)
+	}
+}

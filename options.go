@@ -123,9 +123,14 @@ func WithFallbackPolicy(opts ...policy.Option) Option {
 	return func(o *Options) { o.Fallback = policy.New("", opts...) }
 }
 
-// WithObserver sends every call's events to obs. A nil obs, a nil
-// pointer, or nil entries of a timeline.MultiObserver are ignored (see
-// timeline.Multi).
+// WithObserver sends every call's events to obs. It also gets the
+// reloads of the executor's provider when the provider reports them
+// (policy.ReloadSubscriber: policy.FileProvider, policy.RemoteProvider),
+// and, if it implements timeline.PolicyProblemObserver (as every observer
+// embedding timeline.BaseObserver does), each budget, trigger or
+// classifier a key's policy names that the executor cannot resolve, once
+// per compile of the key. A nil obs, a nil pointer, or nil entries of a
+// timeline.MultiObserver are ignored (see timeline.Multi).
 func WithObserver(obs timeline.Observer) Option { return func(o *Options) { o.Observer = obs } }
 
 // WithBudget registers budget b under name for policies to refer to. A nil
