@@ -2,6 +2,7 @@ package hedge
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -231,10 +232,15 @@ func (g *group) fire() {
 	}
 	g.mu.Unlock()
 
-	counted := false // running has been decremented for this try
+	counted := false  // running has been decremented for this try
+	finished := false // fire returned normally
 	defer func() {
 		if r := recover(); r != nil {
 			g.panicked(idx, r, !counted)
+		} else if !finished {
+			// runtime.Goexit (t.FailNow in a test's operation): the caller
+			// must not wait for this try forever; it gets it as a panic.
+			g.panicked(idx, errGoexit, !counted)
 		}
 	}()
 	var now time.Time
@@ -264,7 +270,12 @@ func (g *group) fire() {
 	g.mu.Unlock()
 	endpoint.Discard(drop)
 	g.notify()
+	finished = true
 }
+
+// errGoexit is the panic value a hedge try that called runtime.Goexit
+// raises on the caller's goroutine (or wraps in a *PanicError).
+var errGoexit = errors.New("recourse/hedge: the operation called runtime.Goexit on a hedge goroutine")
 
 // notify wakes primaryDone if it waits for hedges.
 func (g *group) notify() {

@@ -192,7 +192,6 @@ func TestObserverPanicOnCallerGoroutine(t *testing.T) {
 // runtime.Goexit on a hedge goroutine (e.g. t.FailNow inside the op) must not
 // hang the call.
 func TestGoexitOnHedge(t *testing.T) {
-	t.Skip("DEFECT: runtime.Goexit (t.FailNow) in an op on a hedge goroutine hangs the call forever and leaks the primary's wait")
 	exec := recourse.NewExecutor(recourse.WithPolicy("p.Goexit", hedgeOpts()...))
 	op, _ := hedgeOp(func() error { runtime.Goexit(); return nil })
 	start := time.Now()
