@@ -241,3 +241,30 @@ var (
 	_ BudgetSource = (*FileProvider)(nil)
 	_ BudgetSource = (*RemoteProvider)(nil)
 )
+
+// Whatever Parse accepts in a budgets section builds: validation in the
+// parser and in BudgetSpec.Build are one.
+func FuzzParseBudgets(f *testing.F) {
+	f.Add([]byte(budgetsYAML), false)
+	f.Add([]byte(budgetsJSON), true)
+	f.Add([]byte("budgets: {b: {kind: ratio, ratio: 1e308, window: 1ns}}\npolicies: {a.b: {}}\n"), false)
+	f.Add([]byte("budgets: {b: {kind: throttle, max_tokens: .inf, token_ratio: -0}}\npolicies: {a.b: {}}\n"), false)
+	f.Add([]byte(`{"budgets": {"b": {"kind": "token_bucket", "capacity": 2147483647, "refill_per_second": 1e-300}}, "policies": {"a.b": {}}}`), true)
+	f.Fuzz(func(t *testing.T, data []byte, isJSON bool) {
+		format := YAML
+		if isJSON {
+			format = JSON
+		}
+		set, err := Parse(data, format)
+		if err != nil {
+			return
+		}
+		for name, s := range set.Budgets {
+			b, err := s.Build(nil)
+			if err != nil || b == nil {
+				t.Fatalf("Parse accepted budget %q = %+v, Build says %v", name, s, err)
+			}
+			b.Take(context.Background(), middleware.Try{Kind: middleware.TryRetry, Cost: 1})
+		}
+	})
+}

@@ -47,6 +47,10 @@ var errNilContext = errors.New("recourse/policy: Policy called with a nil contex
 // and Source (the timeline attribute policy_source) says the set is stale
 // until a good file is loaded. An editor that truncates the file and then
 // writes it is caught mid-way as such a failure, never as an empty set.
+//
+// The budgets the file declares (its budgets section) are built by the
+// provider and served by Budget, which makes it a BudgetSource: an
+// executor over it uses them with nothing registered in code.
 type FileProvider struct {
 	reloader
 }

@@ -33,6 +33,8 @@ const maxRedirects = 10
 // A policy server is a dependency too: when it is down or serves a bad
 // set (an empty body included), calls keep running under the last good
 // one, and the timeline attribute policy_source says "remote:URL (stale: …)".
+// Like a FileProvider it builds the set's declared budgets and serves them
+// as a BudgetSource.
 type RemoteProvider struct {
 	reloader
 	remote *remoteFetch
