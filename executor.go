@@ -139,9 +139,14 @@ func (e *Executor) subscribe() {
 
 // report tells the observer of the names en's policy refers to that
 // nothing resolved: once per compile, when the compiled entry is cached.
+// With panic recovery on, an observer's panic is dropped: the chain is
+// cached already, and the call it was compiled for goes on.
 func (e *Executor) report(en *entry) {
 	if len(en.problems) == 0 {
 		return
+	}
+	if !e.opts.NoPanicRecovery {
+		defer func() { _ = recover() }()
 	}
 	if po, ok := e.opts.Observer.(timeline.PolicyProblemObserver); ok && !timeline.IsNoop(e.opts.Observer) {
 		for _, p := range en.problems {

@@ -365,3 +365,24 @@ func TestNewChecksTheFallbackPolicy(t *testing.T) {
 		t.Fatalf("unused fallback: %v", err)
 	}
 }
+
+type panickyProblems struct{ timeline.BaseObserver }
+
+func (panickyProblems) OnPolicyProblem(timeline.PolicyProblem) { panic("observer bug") }
+
+// An observer that panics on a policy problem does not break the call
+// (with panic recovery on).
+func TestPanickingProblemObserverIsContained(t *testing.T) {
+	for _, sp := range []policy.Provider{nil, policy.NewStaticProvider(policy.New("a.B", policy.WithClassifier("nope")))} {
+		opts := []Option{WithObserver(panickyProblems{}), WithPolicy("s.T", policy.WithClassifier("nope"))}
+		if sp != nil {
+			opts = append(opts, WithProvider(sp))
+		}
+		e := NewExecutor(opts...)
+		for _, key := range []string{"s.T", "a.B"} {
+			if err := e.Do(context.Background(), key, func(context.Context) error { return nil }); err != nil {
+				t.Fatalf("%s: %v", key, err)
+			}
+		}
+	}
+}
