@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -88,7 +89,13 @@ type reloader struct {
 
 	version    atomic.Uint64
 	inObserver atomic.Bool // the poller is calling the observer
+
+	subsMu sync.Mutex
+	subs   []*subscription // copy-on-write: notify reads a snapshot
 }
+
+// subscription is one observer added by SubscribeReloads.
+type subscription struct{ o timeline.Observer }
 
 // fetched is what a fetch found.
 type fetched struct {
@@ -441,18 +448,54 @@ func (f *reloader) fetchAndParse(base basis) (res fetched, set *PolicySet, err e
 	return res, set, err
 }
 
-// notify reports ev to the observer, turning a panic into an error.
-func (f *reloader) notify(ev timeline.PolicyReload) (err error) {
-	if f.observer == nil {
-		return nil
+// notify reports ev to the ReloadObserver and to every subscriber,
+// turning their panics into errors (joined).
+func (f *reloader) notify(ev timeline.PolicyReload) error {
+	f.subsMu.Lock()
+	subs := f.subs
+	f.subsMu.Unlock()
+	var errs []error
+	if f.observer != nil {
+		errs = append(errs, f.deliver(f.observer, ev))
 	}
+	for _, s := range subs {
+		errs = append(errs, f.deliver(s.o, ev))
+	}
+	return errors.Join(errs...)
+}
+
+// deliver reports ev to o, turning a panic into an error.
+func (f *reloader) deliver(o timeline.Observer, ev timeline.PolicyReload) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = middleware.NewPanicError("observer", f.name, r)
 		}
 	}()
-	f.observer.OnPolicyReload(ev)
+	o.OnPolicyReload(ev)
 	return nil
+}
+
+// SubscribeReloads adds o to the observers told of every later reload,
+// good or failed, as the ReloadObserver is, and returns a func that
+// removes it (safe to call more than once). A nil or no-op o (see
+// timeline.IsNoop) is not added. A panic in o is handled as one in the
+// ReloadObserver. It implements ReloadSubscriber.
+func (f *reloader) SubscribeReloads(o timeline.Observer) (unsubscribe func()) {
+	if timeline.IsNoop(o) {
+		return func() {}
+	}
+	s := &subscription{o: o}
+	f.subsMu.Lock()
+	f.subs = append(slices.Clip(f.subs), s)
+	f.subsMu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			f.subsMu.Lock()
+			f.subs = slices.DeleteFunc(slices.Clone(f.subs), func(x *subscription) bool { return x == s })
+			f.subsMu.Unlock()
+		})
+	}
 }
 
 // watch polls until Close. Its observer errors (panics) have no caller to
