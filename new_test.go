@@ -114,10 +114,13 @@ func writePolicies(t *testing.T, path, s string) {
 func TestNewChecksTheProvidersSet(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "p.yaml")
 	writePolicies(t, path, `
+budgets:
+  declared: {kind: token_bucket, capacity: 1, refill_per_second: 1}
 default:
   hedge: {enabled: true, trigger: sometimes}
 policies:
   a.Good: {budget: unlimited}
+  a.Declared: {budget: declared}
   b.Bad: {budget: ghost}
   c.Overridden: {budget: ghost2}
 `)
@@ -136,7 +139,7 @@ policies:
 			t.Errorf("error lacks %s:\n%s", want, msg)
 		}
 	}
-	if strings.Contains(msg, "a.Good") || strings.Contains(msg, "ghost2") {
+	if strings.Contains(msg, "a.Good") || strings.Contains(msg, "a.Declared") || strings.Contains(msg, "ghost2") {
 		t.Errorf("error names a resolvable or overridden key:\n%s", msg)
 	}
 	if !errors.Is(err, ErrNoBudget) || !errors.Is(err, ErrNoTrigger) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/policy"
@@ -84,7 +83,7 @@ func sourceOf(p policy.Provider) string {
 // the classifier (missingClassifier, from compile), the hedge trigger
 // (what shared reported, if it ran) and each budget (resolved one by one
 // through budget, so that a missing hedge budget does not hide a missing
-// retry budget). It also makes AttrBudgetError name every missing budget.
+// retry budget).
 func (e *Executor) unresolved(key string, p policy.Policy, missingClassifier, sharedRan bool, refusal error, attrs map[string]string) []timeline.PolicyProblem {
 	var out []timeline.PolicyProblem
 	add := func(field, name string, kind error, mode string) {
@@ -102,18 +101,11 @@ func (e *Executor) unresolved(key string, p policy.Policy, missingClassifier, sh
 	if e.opts.MissingBudgetMode == FailureAllow {
 		budgetMode = FailureAllow.String()
 	}
-	var missing []string
 	for _, b := range [...]struct{ field, name string }{{"budget", p.Budget}, {"hedge.budget", hedgeBudget(p)}} {
-		if b.name == "" {
-			continue
-		}
-		if scratch := map[string]string{}; e.budget(b.name, scratch) == nil || len(scratch) > 0 {
+		// budget reports a missing name in the attributes it is given.
+		if scratch := map[string]string{}; b.name != "" && (e.budget(b.name, scratch) == nil || len(scratch) > 0) {
 			add(b.field, b.name, ErrNoBudget, budgetMode)
-			missing = append(missing, fmt.Sprintf("%s=%q", b.field, b.name))
 		}
-	}
-	if len(missing) > 0 {
-		attrs[timeline.AttrBudgetError] = fmt.Sprintf("no such budget: %s (missing_budget_mode=%s)", strings.Join(missing, ", "), budgetMode)
 	}
 	return out
 }
