@@ -221,9 +221,7 @@ func TestReloadsReachExecutorObservers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fp.Close()
-	if _, ok := any(fp).(policy.ReloadSubscriber); !ok {
-		t.Skip("policy.FileProvider does not implement policy.ReloadSubscriber yet")
-	}
+	var _ policy.ReloadSubscriber = fp
 	obs := &problemLog{}
 	e, err := New(WithProvider(fp), WithObserver(obs))
 	if err != nil {
