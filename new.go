@@ -29,10 +29,11 @@ import (
 //
 // The error lists every problem (errors.Join), one per line. Names are
 // resolved exactly as calls resolve them, whatever the missing-name
-// modes. Validation compiles nothing into the executor and calls no
-// provider. Keys a provider serves but cannot list are checked when
-// first called: the executor's observer then gets
-// timeline.PolicyProblem events for what does not resolve.
+// modes. Validation leaves nothing in the executor (no compiled key, no
+// breaker) and asks the provider for no key's policy. Keys a provider
+// serves but cannot list are checked when first called: the executor's
+// observer then gets a timeline.PolicyProblem for each name that does not
+// resolve.
 func New(opts ...Option) (*Executor, error) {
 	e := NewExecutor(opts...)
 	if err := e.validate(); err != nil {
