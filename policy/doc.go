@@ -77,7 +77,9 @@
 // count, an unknown jitter, hedging with no delay, quantile or trigger) are
 // each a *FieldError naming the key (or budget), the field and the value,
 // joined one per line. An empty or comment-only file is ErrNoPolicies,
-// never an empty set. Values that mean something but are out of bounds are
+// never an empty set, and a section left empty (a key with nothing after
+// it, or JSON null — what a file cut short while being written looks like)
+// is an error: a section that sets nothing is written {}. Values that mean something but are out of bounds are
 // not errors: Normalize clamps them and names them, with the same rules
 // for a policy built in Go and one read from a file — an initial_backoff
 // above max_backoff (given, or inherited from the defaults) raises

@@ -125,6 +125,11 @@ func Parse(data []byte, format Format) (*PolicySet, error) {
 	// inherited are the default section's errors, as "field = value": a
 	// key that inherits the value is not blamed for it again.
 	inherited := map[string]bool{}
+	for _, name := range []string{"default", "policies", "budgets"} {
+		if raw, ok := top[name]; ok && raw == nil {
+			errs = append(errs, fmt.Errorf("recourse/policy: top-level %q is empty (null): a file cut short? Write {} for a section that sets nothing", name))
+		}
+	}
 	if raw, ok := top["default"]; ok && raw != nil {
 		d := base
 		c := converter{key: DefaultSection}
@@ -170,11 +175,11 @@ func Parse(data []byte, format Format) (*PolicySet, error) {
 			set.Policies[p.Key] = p
 		}
 	}
+	if len(set.Policies) == 0 && set.Default == nil {
+		errs = append(errs, fmt.Errorf("%w: the document has neither", ErrNoPolicies))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
-	}
-	if len(set.Policies) == 0 && set.Default == nil {
-		return nil, fmt.Errorf("%w: the document has neither", ErrNoPolicies)
 	}
 	return set, nil
 }
@@ -427,17 +432,20 @@ func (c *converter) policy(raw any, p *Policy) {
 }
 
 func (c *converter) mapping(path string, raw any) (map[string]any, bool) {
+	if path == "" {
+		path = "policy"
+		if c.budget {
+			path = "budget"
+		}
+	}
 	if raw == nil {
-		return map[string]any{}, true
+		// A key with nothing after it is what a file cut short while being
+		// written looks like; a section that sets nothing is written {}.
+		c.fail(path, "null", "empty section (write {} for a section that sets nothing)")
+		return nil, false
 	}
 	m, ok := raw.(map[string]any)
 	if !ok {
-		if path == "" {
-			path = "policy"
-			if c.budget {
-				path = "budget"
-			}
-		}
 		c.fail(path, show(raw), "must be a mapping of fields")
 	}
 	return m, ok
