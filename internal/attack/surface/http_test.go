@@ -156,7 +156,7 @@ func TestAbandonedBodiesReuseConnection(t *testing.T) {
 	srv.Start()
 	defer srv.Close()
 	c, _ := newClient(t, fastExec("k.reuse"), "k.reuse")
-	for i := 0; i < 3; i++ {
+	for i := 0; i < 30; i++ {
 		hits.Store(0)
 		resp, err := c.Get(srv.URL)
 		if err != nil {
@@ -168,8 +168,11 @@ func TestAbandonedBodiesReuseConnection(t *testing.T) {
 			t.Fatalf("body %q", b)
 		}
 	}
-	if n := conns.Load(); n != 1 {
-		t.Fatalf("%d connections for 9 sequential tries, want 1", n)
+	// The drain of a failed try runs while the backoff sleeps; with a 1ms
+	// backoff under -race the next try may dial once before the first
+	// connection is back in the pool. It must not grow with the tries.
+	if n := conns.Load(); n > 2 {
+		t.Fatalf("%d connections for 90 sequential tries, want the pool reused", n)
 	}
 }
 
