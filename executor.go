@@ -28,11 +28,13 @@ const DefaultMaxKeys = 4096
 // the first call for a key, a call reads the cache without taking a lock.
 // The cache follows providers that implement policy.Versioned.
 //
-// The cache is bounded (WithMaxKeys). Past the bound, keys idle since the
-// previous eviction sweep are evicted with their breaker and latency
-// tracker; keys in use keep their chain and state. A key seen only once
-// is the first to go, so a burst of one-off keys cannot push out the keys
-// that carry traffic.
+// The cache is bounded (WithMaxKeys). Past the bound, an eviction sweep
+// evicts idle keys with their breaker and latency tracker; keys in use keep
+// their chain and state. Each key's standing grows with its calls (up to
+// 16) and halves at every sweep, so a key seen only once goes at the next
+// sweep while one that carried traffic stays through several sweeps of
+// idleness: a burst of one-off keys cannot push out the keys that carry
+// traffic. Only past twice the bound do the least used keys go at once.
 //
 // An Executor is safe for concurrent use. Its zero value is ready to use
 // and behaves like NewExecutor(): every key runs under policy.Defaults().
@@ -86,10 +88,24 @@ type entry struct {
 	// reported to the observer once, when the entry is cached.
 	problems []timeline.PolicyProblem
 
-	// used is set by calls and cleared by eviction sweeps: an entry not
-	// used between two sweeps is idle. A new entry starts unused.
-	used atomic.Bool
+	// used is set by calls and cleared by eviction sweeps; seenAt (under
+	// Executor.mu) is when a sweep last found it set, or when the entry
+	// was cached: the key has been idle at least since then.
+	used   atomic.Bool
+	seenAt time.Time
+	// hits counts the calls that found the entry cached, up to maxHits:
+	// past twice the bound, the least used keys go first.
+	hits atomic.Uint32
 }
+
+// maxHits caps entry.hits.
+const maxHits = 16
+
+// idleAfter is how long a key must go without a call before a sweep may
+// evict it. Keys that carry traffic are never idle that long; a burst of
+// one-off keys faster than that only fills the cache to twice its bound,
+// where the least used keys (the one-off ones) go first.
+const idleAfter = time.Second
 
 // NewExecutor returns an executor configured by opts. With no options,
 // every key runs under policy.Defaults() with the default classifier.
@@ -218,8 +234,11 @@ func (en *entry) within(now time.Time) bool {
 func (e *Executor) lookup(ctx context.Context, key string) *entry {
 	if v, ok := e.cache.Load(key); ok {
 		if en := v.(*entry); e.fresh(en) {
-			if !en.used.Load() {
+			if !en.used.Load() { // read-mostly: no cache-line ping-pong on hot keys
 				en.used.Store(true)
+			}
+			if en.hits.Load() < maxHits {
+				en.hits.Add(1)
 			}
 			return en
 		}
@@ -284,10 +303,12 @@ func (e *Executor) store(key string, en *entry) *entry {
 		if cur.version == en.version && e.fresh(cur) {
 			return cur // another caller won the race; keep one chain per key
 		}
-		en.used.Store(true) // a recompiled key is a key in use
+		en.used.Store(true) // a recompiled key is a key in use, and keeps its standing
+		en.hits.Store(max(cur.hits.Load(), 1))
 	} else {
 		e.size++
 	}
+	en.seenAt = e.now()
 	e.cache.Store(key, en)
 	e.register(key, en)
 	if e.limit == 0 {
@@ -323,13 +344,14 @@ func (e *Executor) register(key string, en *entry) {
 	}
 }
 
-// sweep evicts every entry not used since the previous sweep (but keep,
-// just inserted) with its key's breaker and tracker, and marks the rest
-// unused. If the keys in use alone exceed twice the bound, arbitrary ones
-// go too. The next sweep is due after at least maxKeys/8 more inserts, so
+// sweep evicts every entry idle for idleAfter or longer (but keep, just
+// inserted), with its key's breaker and tracker. If the cache still holds
+// more than twice the bound, the least used go first, then arbitrary
+// ones. The next sweep is due after at least maxKeys/8 more inserts, so
 // sweeping costs O(1) per insert, amortised. e.mu is held.
 func (e *Executor) sweep(keep string) {
 	max := e.maxKeys()
+	now := e.now()
 	var evicted []string
 	evict := func(k, v any) {
 		if e.cache.CompareAndDelete(k, v) {
@@ -341,13 +363,22 @@ func (e *Executor) sweep(keep string) {
 		if k == keep {
 			return true
 		}
-		if en := v.(*entry); en.used.Load() {
-			en.used.Store(false)
-		} else {
-			evict(k, v)
+		en := v.(*entry)
+		if en.used.Swap(false) {
+			en.seenAt = now
+		} else if now.Sub(en.seenAt) >= idleAfter || now.Before(en.seenAt) {
+			evict(k, v) // (a clock that went back says nothing of idleness: evict)
 		}
 		return true
 	})
+	for below := uint32(1); e.size > 2*max && below <= maxHits; below *= 2 {
+		e.cache.Range(func(k, v any) bool {
+			if k != keep && v.(*entry).hits.Load() < below {
+				evict(k, v)
+			}
+			return e.size > max
+		})
+	}
 	if e.size > 2*max {
 		e.cache.Range(func(k, v any) bool {
 			if k != keep {
@@ -359,6 +390,9 @@ func (e *Executor) sweep(keep string) {
 	e.limit = e.size + max/8 + 1
 	if e.limit < max {
 		e.limit = max
+	}
+	if e.limit > 2*max {
+		e.limit = 2 * max // past twice the bound the next insert sweeps
 	}
 	if len(evicted) == 0 {
 		return
@@ -607,6 +641,7 @@ func (en *entry) retained(failedAt, retryAt time.Time) *entry {
 	c := &entry{key: en.key, version: en.version, compiled: en.compiled, refusal: en.refusal, mw: en.mw, ep: en.ep,
 		transient: true, failedAt: failedAt, retryAt: retryAt, good: true, breaker: en.breaker, tracker: en.tracker}
 	c.used.Store(true)
+	c.hits.Store(max(en.hits.Load(), 1))
 	return c
 }
 
