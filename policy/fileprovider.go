@@ -180,7 +180,10 @@ func readPolicyFile(path string, limit int64) ([]byte, error) {
 	if !info.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file (mode %v)", path, info.Mode())
 	}
-	file, err := os.Open(path)
+	// Opened without blocking: a path swapped for a FIFO between the
+	// Stat above and this open (a symlink flip) must not hang the reader;
+	// the Stat of the open file below is the check that counts.
+	file, err := os.OpenFile(path, os.O_RDONLY|openNonblock, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +191,9 @@ func readPolicyFile(path string, limit int64) ([]byte, error) {
 	before, err := file.Stat()
 	if err != nil {
 		return nil, err
+	}
+	if !before.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (mode %v)", path, before.Mode())
 	}
 	if before.Size() > limit {
 		return nil, tooLarge(path, before.Size(), limit)
