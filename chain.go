@@ -39,7 +39,7 @@ func (e *Executor) compile(key string, ans answer) *entry {
 		}
 	}
 	comp := policy.Compiler{
-		Observer:   e.opts.Observer,
+		Observer:   e.callObserver(),
 		Clock:      e.opts.Clock,
 		Classifier: classifier,
 		Attributes: attrs,
@@ -64,13 +64,29 @@ func (e *Executor) compile(key string, ans answer) *entry {
 	if refusal != nil {
 		en.refusal = refusal
 		en.mw = endpoint.Chain(
-			middleware.Observe(key, middleware.WithObserver(e.opts.Observer), middleware.ObserveClock(e.opts.Clock), middleware.WithAttributes(attrs)),
+			middleware.Observe(key, middleware.WithObserver(e.callObserver()), middleware.ObserveClock(e.opts.Clock), middleware.WithAttributes(attrs)),
 			refuse(refusal),
 		)
 	}
 	en.ep = en.mw(e.terminal(key))
+	if kb := en.breaker; kb != nil && !e.opts.NoPanicRecovery && !timeline.IsNoop(e.opts.Observer) {
+		ep := en.ep
+		en.ep = func(ctx context.Context, req any) (any, error) {
+			resp, err := ep(ctx, req)
+			return resp, kb.reportPanic(err)
+		}
+	}
 	en.good = refusal == nil && attrs[timeline.AttrPolicyError] == ""
 	return en
+}
+
+// callObserver is the observer a key's chain reports its calls to: the
+// executor's, guarded (see guardedObserver) while panic recovery is on.
+func (e *Executor) callObserver() timeline.Observer {
+	if e.opts.NoPanicRecovery || timeline.IsNoop(e.opts.Observer) {
+		return e.opts.Observer
+	}
+	return guardedObserver{e.opts.Observer}
 }
 
 // refuse is the chain of a key whose calls may not run: it records one

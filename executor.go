@@ -662,7 +662,7 @@ func (e *Executor) refused(key string, err error) *entry {
 	attrs := map[string]string{}
 	en := &entry{key: key, refusal: err}
 	en.mw = endpoint.Chain(
-		middleware.Observe(key, middleware.WithObserver(e.opts.Observer), middleware.ObserveClock(e.opts.Clock), middleware.WithAttributes(attrs)),
+		middleware.Observe(key, middleware.WithObserver(e.callObserver()), middleware.ObserveClock(e.opts.Clock), middleware.WithAttributes(attrs)),
 		refuse(err),
 	)
 	en.ep = en.mw(e.terminal(key))

@@ -2,9 +2,11 @@ package recourse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
+	"sync/atomic"
 
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
@@ -19,6 +21,25 @@ import (
 type keyBreaker struct {
 	policy policy.CircuitPolicy
 	b      *middleware.CircuitBreaker
+	// panicked holds a panic of the observer's OnBreakerState, recovered
+	// while panic recovery is on; the key's next call to end returns it
+	// (transitions belong to no call, and may be delivered by State).
+	panicked atomic.Pointer[middleware.PanicError]
+}
+
+// recoverObserver is deferred around OnBreakerState while recovery is on.
+func (kb *keyBreaker) recoverObserver(key string) {
+	if v := recover(); v != nil {
+		kb.panicked.CompareAndSwap(nil, middleware.NewPanicError("observer", key, v))
+	}
+}
+
+// reportPanic joins a recovered OnBreakerState panic, if any, to err.
+func (kb *keyBreaker) reportPanic(err error) error {
+	if p := kb.panicked.Swap(nil); p != nil {
+		return errors.Join(err, p)
+	}
+	return err
 }
 
 // shared fills the compiler with the executor-held state the policy's
@@ -145,12 +166,17 @@ func (e *Executor) breaker(key string, cp policy.CircuitPolicy) *keyBreaker {
 	}
 	cfg := policy.BreakerConfig(key, cp)
 	obs, clk := e.opts.Observer, clock.Or(e.opts.Clock)
+	kb := &keyBreaker{policy: cp}
 	if !timeline.IsNoop(obs) {
+		guard := !e.opts.NoPanicRecovery
 		cfg.OnStateChange = func(name string, from, to endpoint.BreakerState) {
+			if guard {
+				defer kb.recoverObserver(name)
+			}
 			obs.OnBreakerState(timeline.BreakerStateChange{Key: name, From: from.String(), To: to.String(), At: clk.Now()})
 		}
 	}
-	kb := &keyBreaker{policy: cp, b: middleware.NewCircuitBreaker(cfg)}
+	kb.b = middleware.NewCircuitBreaker(cfg)
 	if e.breakers == nil {
 		e.breakers = make(map[string]*keyBreaker)
 	}

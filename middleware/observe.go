@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/recourse-go/recourse/clock"
@@ -84,7 +85,13 @@ func Observe(key string, opts ...ObserveOption) endpoint.Middleware {
 			if rec.Len() == 0 && !doneBefore {
 				ob.recordWhole(ctx, rec, start, resp, err)
 			}
-			capture.Set(rec.Finish(ctx, err))
+			tl := rec.Finish(ctx, err)
+			if perr := rec.ObserverPanic(); perr != nil {
+				// An observer panicked and was recovered: the call says so.
+				err = errors.Join(err, perr)
+				tl.Err = err
+			}
+			capture.Set(tl)
 			return resp, err
 		}
 	}

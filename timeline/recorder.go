@@ -15,8 +15,9 @@ type Recorder struct {
 	now    func() time.Time
 	parent *Recorder // set on a recorder made by Hold
 
-	mu sync.Mutex
-	tl Timeline
+	mu       sync.Mutex
+	tl       Timeline
+	obsPanic error // the first panic of an observer, recovered (see ObserverPanicked)
 }
 
 // NewRecorder starts a timeline for key at now(). obs may be nil; an
@@ -251,4 +252,32 @@ func (r *Recorder) Finish(ctx context.Context, err error) *Timeline {
 	r.mu.Unlock()
 	r.obs.OnFinish(ctx, &tl)
 	return &tl
+}
+
+// ObserverPanicked records err — a recovered panic of an observer callback
+// made for this call — so that the call can report it (the first one
+// wins). The executor's recovering observer calls it; the observe
+// decorator returns it with the call's error.
+func (r *Recorder) ObserverPanicked(err error) {
+	if r == nil || err == nil {
+		return
+	}
+	for r.parent != nil {
+		r = r.parent
+	}
+	r.mu.Lock()
+	if r.obsPanic == nil {
+		r.obsPanic = err
+	}
+	r.mu.Unlock()
+}
+
+// ObserverPanic returns the error recorded by ObserverPanicked, or nil.
+func (r *Recorder) ObserverPanic() error {
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.obsPanic
 }

@@ -171,7 +171,6 @@ func TestPanicsRecovered(t *testing.T) {
 // must not take the caller down; on a hedge goroutine the same panic becomes a
 // *PanicError.
 func TestObserverPanicOnCallerGoroutine(t *testing.T) {
-	t.Skip("DEFECT: with panic recovery on, an observer panic in OnStart/OnAttempt/OnFinish/OnBreakerState on the caller's goroutine escapes Do, Endpoint and Breaker.State() (on a hedge goroutine it becomes *PanicError)")
 	for _, where := range []string{"start", "attempt", "finish", "breaker"} {
 		exec := recourse.NewExecutor(recourse.WithObserver(&panicObs{where: where}), recourse.WithPolicy("p.O", policy.MaxAttempts(1),
 			policy.WithCircuitBreaker(policy.CircuitPolicy{Enabled: true, ConsecutiveFailures: 1, Cooldown: 10 * time.Millisecond})))

@@ -1,0 +1,61 @@
+package recourse
+
+import (
+	"context"
+	"time"
+
+	"github.com/recourse-go/recourse/middleware"
+	"github.com/recourse-go/recourse/timeline"
+)
+
+// guardedObserver is the executor's observer while panic recovery is on:
+// a panic in a callback made for a call is recovered and recorded in the
+// call's recorder, and the call returns it as a *PanicError (component
+// "observer") joined to its own error — the call's work is not cut short,
+// and the panic is neither lost nor allowed to take the caller down. Breaker
+// transitions, which belong to no call, are guarded where they are
+// delivered (see keyBreaker).
+type guardedObserver struct {
+	o timeline.Observer
+}
+
+func recoverObserver(ctx context.Context, key string) {
+	if v := recover(); v != nil {
+		timeline.RecorderFromContext(ctx).ObserverPanicked(middleware.NewPanicError("observer", key, v))
+	}
+}
+
+func (g guardedObserver) OnStart(ctx context.Context, key string, start time.Time) {
+	defer recoverObserver(ctx, key)
+	g.o.OnStart(ctx, key, start)
+}
+
+func (g guardedObserver) OnAttempt(ctx context.Context, key string, rec timeline.AttemptRecord) {
+	defer recoverObserver(ctx, key)
+	g.o.OnAttempt(ctx, key, rec)
+}
+
+func (g guardedObserver) OnFinish(ctx context.Context, tl *timeline.Timeline) {
+	defer recoverObserver(ctx, tl.Key)
+	g.o.OnFinish(ctx, tl)
+}
+
+func (g guardedObserver) OnBudgetDecision(ctx context.Context, ev timeline.BudgetDecision) {
+	defer recoverObserver(ctx, ev.Key)
+	g.o.OnBudgetDecision(ctx, ev)
+}
+
+func (g guardedObserver) OnHedge(ctx context.Context, ev timeline.HedgeEvent) {
+	defer recoverObserver(ctx, ev.Key)
+	g.o.OnHedge(ctx, ev)
+}
+
+func (g guardedObserver) OnBreakerState(ev timeline.BreakerStateChange) { g.o.OnBreakerState(ev) }
+
+func (g guardedObserver) OnPolicyReload(ev timeline.PolicyReload) { g.o.OnPolicyReload(ev) }
+
+func (g guardedObserver) OnPolicyProblem(ev timeline.PolicyProblem) {
+	if p, ok := g.o.(timeline.PolicyProblemObserver); ok {
+		p.OnPolicyProblem(ev)
+	}
+}
