@@ -361,8 +361,8 @@ func (g *group) decide(idx int, resp any, err error) (drop any) {
 // racing it would replace with context.Canceled. primaryDone cancels them
 // all once they have returned, to release them.
 func (g *group) cancelLosers(tries []*lazyctx.Ctx, winner int) {
-	if g.ctx.Err() != nil {
-		return
+	if len(tries) < 2 || g.ctx.Err() != nil {
+		return // no hedge ran (the common case: no clock read), or the caller's end is on its way
 	}
 	for i, c := range tries {
 		if i != winner {

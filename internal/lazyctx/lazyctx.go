@@ -273,8 +273,16 @@ func (c *Ctx) Cancel() {
 		cancel()
 		return
 	}
-	if err, _ := c.endLocked(); err == nil {
-		c.err, c.errCause = context.Canceled, context.Canceled
+	if c.err == nil {
+		// As for a standard context: a parent that has ended has ended c
+		// already; a deadline whose timer has not run yet has not.
+		if perr := c.parent.Err(); perr != nil {
+			c.endByParentLocked(perr)
+		} else if c.timer == nil && !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
+			c.err, c.errCause = context.DeadlineExceeded, c.cause
+		} else {
+			c.err, c.errCause = context.Canceled, context.Canceled
+		}
 	}
 	c.mu.Unlock()
 	if c.timer != nil {
