@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/internal/record"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/policy"
 	"github.com/recourse-go/recourse/timeline"
@@ -105,7 +106,7 @@ func refuse(err error) endpoint.Middleware {
 	}
 	return func(endpoint.Endpoint) endpoint.Endpoint {
 		return func(ctx context.Context, _ any) (any, error) {
-			if rec := timeline.RecorderFromContext(ctx); rec != nil {
+			if rec := record.FromContext(ctx); rec != nil {
 				now := rec.Now()
 				rec.Attempt(ctx, timeline.AttemptRecord{Attempt: 1, StartTime: now, EndTime: now,
 					Outcome: timeline.OutcomeAbort, Reason: reason, Err: err})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/recourse-go/recourse/internal/record"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/timeline"
 )
@@ -21,7 +22,7 @@ type guardedObserver struct {
 
 func recoverObserver(ctx context.Context, key string) {
 	if v := recover(); v != nil {
-		timeline.RecorderFromContext(ctx).ObserverPanicked(middleware.NewPanicError("observer", key, v))
+		record.FromContext(ctx).ObserverPanicked(middleware.NewPanicError("observer", key, v))
 	}
 }
 

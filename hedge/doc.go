@@ -16,7 +16,7 @@
 // *middleware.PanicError. A panicking primary try also cancels and awaits
 // its hedges before its panic goes on.
 //
-// When the call is recorded (timeline.Recorder in the context), the
+// When the call is recorded (its timeline recorder in the context), the
 // records of a race's tries are held until the race is over and then
 // passed on with their final reasons — "hedge_won" for the winner,
 // "hedge_lost" for the tries whose results came after the race was

@@ -10,6 +10,7 @@ import (
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
 	"github.com/recourse-go/recourse/internal/lazyctx"
+	"github.com/recourse-go/recourse/internal/record"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/timeline"
 )
@@ -72,11 +73,11 @@ func (h *hedger) run(ctx context.Context, req any, next endpoint.Endpoint) (resp
 	}
 	g := h.group()
 	outer := ctx
-	if rec := timeline.RecorderFromContext(ctx); rec != nil {
+	if rec := record.FromContext(ctx); rec != nil {
 		// The tries' records wait for the race to end, so that what
 		// observers are told is what the timeline keeps.
 		g.held = rec.Hold()
-		ctx = timeline.ContextWithRecorder(ctx, g.held)
+		ctx = record.NewContext(ctx, g.held)
 	}
 	g.ctx, g.req, g.next, g.info, g.delay = ctx, req, next, info, delay
 	pctx := lazyctx.WithCancel(ctx)
@@ -166,9 +167,9 @@ type group struct {
 	next  endpoint.Endpoint
 	info  endpoint.AttemptInfo
 	delay time.Duration
-	start time.Time          // set only when the trigger learns latencies
-	wake  chan struct{}      // a hedge finished
-	held  *timeline.Recorder // holds the tries' records while recorded
+	start time.Time        // set only when the trigger learns latencies
+	wake  chan struct{}    // a hedge finished
+	held  *record.Recorder // holds the tries' records while recorded
 
 	// wg counts the armed timer and the hedges running in timer goroutines.
 	wg sync.WaitGroup
@@ -247,7 +248,7 @@ func (g *group) fire() {
 	if g.h.observer != nil {
 		now = g.h.clock.Now()
 	}
-	timeline.RecorderFromContext(g.ctx).Hedge(g.ctx, timeline.HedgeEvent{
+	record.FromContext(g.ctx).Hedge(g.ctx, timeline.HedgeEvent{
 		Attempt: g.info.Attempt, HedgeIndex: idx, After: time.Duration(idx) * g.delay, Trigger: g.h.trigger.Name(),
 	})
 	info := g.info

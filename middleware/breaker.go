@@ -11,6 +11,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/internal/record"
 	"github.com/recourse-go/recourse/timeline"
 )
 
@@ -215,7 +216,7 @@ func Breaker(b *CircuitBreaker) endpoint.Middleware {
 				return struct{}{}, breakerVerdict(ctx, resp, err)
 			})
 			if !admitted {
-				if rec := timeline.RecorderFromContext(ctx); rec != nil {
+				if rec := record.FromContext(ctx); rec != nil {
 					info, _ := endpoint.AttemptFromContext(ctx)
 					now := rec.Now()
 					rec.Attempt(ctx, timeline.AttemptRecord{Attempt: max(info.Attempt, 1), StartTime: now, EndTime: now,

@@ -49,7 +49,7 @@ func TestBreakerTripsFailsFastProbesAndCloses(t *testing.T) {
 	if b.State() != endpoint.BreakerOpen {
 		t.Fatalf("state after 3 failures = %v", b.State())
 	}
-	ctx, c := record(context.Background())
+	ctx, c := recordCall(context.Background())
 	for i := 0; i < 5; i++ {
 		if _, err := failing(ctx, nil); !errors.Is(err, ErrCircuitOpen) {
 			t.Fatalf("open breaker: err = %v", err)

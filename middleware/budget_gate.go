@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/internal/record"
 	"github.com/recourse-go/recourse/timeline"
 )
 
@@ -81,7 +82,7 @@ func BudgetGate(b Budget, opts ...BudgetOption) endpoint.Middleware {
 				}
 				return next(ctx, req)
 			}
-			rec := timeline.RecorderFromContext(ctx)
+			rec := record.FromContext(ctx)
 			rec.BudgetDecision(ctx, timeline.BudgetDecision{Budget: name, Attempt: info.Attempt,
 				Hedge: info.IsHedge(), Allowed: d.Allowed, Reason: d.Reason})
 			if !d.Allowed {

@@ -20,7 +20,7 @@ func budgetChain(b Budget, attempts int, ep endpoint.Endpoint) endpoint.Endpoint
 
 func TestTokenBucketCapacityZeroAllowsOnlyTheFirstAttempt(t *testing.T) {
 	var calls atomic.Int32
-	ctx, c := record(context.Background())
+	ctx, c := recordCall(context.Background())
 	_, err := budgetChain(NewTokenBucketBudget(0, 0), 3, scripted(&calls, errFlaky, errFlaky, errFlaky))(ctx, nil)
 	if calls.Load() != 1 {
 		t.Fatalf("calls = %d, want 1", calls.Load())

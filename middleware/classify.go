@@ -8,6 +8,7 @@ import (
 
 	"github.com/recourse-go/recourse/endpoint"
 	"github.com/recourse-go/recourse/internal/lazyctx"
+	"github.com/recourse-go/recourse/internal/record"
 	"github.com/recourse-go/recourse/timeline"
 )
 
@@ -196,7 +197,7 @@ func Classify(c Classifier, opts ...ClassifyOption) endpoint.Middleware {
 	}
 	return func(next endpoint.Endpoint) endpoint.Endpoint {
 		return func(ctx context.Context, req any) (any, error) {
-			rec := timeline.RecorderFromContext(ctx)
+			rec := record.FromContext(ctx)
 			var start time.Time
 			if rec != nil {
 				start = rec.Now()
@@ -248,7 +249,7 @@ func (cfg classifyConfig) safeJudge(ctx context.Context, c Classifier, resp any,
 	return judge(ctx, c, resp, err), nil
 }
 
-func recordTry(ctx context.Context, rec *timeline.Recorder, start time.Time, v Verdict, resp any, err error) {
+func recordTry(ctx context.Context, rec *record.Recorder, start time.Time, v Verdict, resp any, err error) {
 	info, _ := endpoint.AttemptFromContext(ctx)
 	attempt := info.Attempt
 	if attempt == 0 {

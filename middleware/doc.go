@@ -14,7 +14,7 @@
 //	Classify        (response, error) -> verdict, one record per try
 //
 // Decorators communicate only through the context (endpoint.AttemptInfo,
-// the timeline.Recorder) and through the error: Classify wraps each failed
+// the call's timeline recorder) and through the error: Classify wraps each failed
 // try's error in a *ClassifiedError carrying its Verdict, and outer
 // decorators read it with VerdictOf. The error a caller finally receives is
 // the operation's own error, unwrapped from the verdict.

@@ -47,4 +47,6 @@ func drive(t *testing.T, f *clock.Fake, sleeps int, call func() error) error {
 	}
 }
 
-func record(ctx context.Context) (context.Context, *timeline.Capture) { return timeline.Record(ctx) }
+func recordCall(ctx context.Context) (context.Context, *timeline.Capture) {
+	return timeline.Record(ctx)
+}

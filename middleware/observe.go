@@ -7,6 +7,7 @@ import (
 
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/internal/record"
 	"github.com/recourse-go/recourse/timeline"
 )
 
@@ -63,22 +64,22 @@ func Observe(key string, opts ...ObserveOption) endpoint.Middleware {
 	noop := timeline.IsNoop(ob.obs)
 	return func(next endpoint.Endpoint) endpoint.Endpoint {
 		return func(ctx context.Context, req any) (any, error) {
-			capture := timeline.CaptureFromContext(ctx)
+			capture := record.CaptureFromContext(ctx)
 			if capture == nil && noop {
-				if timeline.RecorderFromContext(ctx) != nil {
+				if record.FromContext(ctx) != nil {
 					// A call nested in a recorded one: hide the outer recorder.
-					ctx = timeline.ContextWithRecorder(ctx, nil)
+					ctx = record.NewContext(ctx, nil)
 				}
 				return next(ctx, req)
 			}
-			rec := timeline.NewRecorder(ob.key, ob.obs, ob.clock.Now)
+			rec := record.New(ob.key, ob.obs, ob.clock.Now)
 			for k, v := range ob.attrs {
 				rec.SetAttribute(k, v)
 			}
 			if ob.policyID != "" {
 				rec.SetPolicyID(ob.policyID)
 			}
-			ctx = timeline.ContextWithRecorder(ctx, rec)
+			ctx = record.NewContext(ctx, rec)
 			rec.Start(ctx)
 			start, doneBefore := rec.Now(), ctx.Err() != nil
 			resp, err := next(ctx, req)
@@ -98,7 +99,7 @@ func Observe(key string, opts ...ObserveOption) endpoint.Middleware {
 }
 
 // recordWhole records a call no inner decorator recorded as one attempt.
-func (ob *observer) recordWhole(ctx context.Context, rec *timeline.Recorder, start time.Time, resp any, err error) {
+func (ob *observer) recordWhole(ctx context.Context, rec *record.Recorder, start time.Time, resp any, err error) {
 	v := VerdictOf(ctx, resp, err)
 	rec.Attempt(ctx, timeline.AttemptRecord{
 		Attempt: 1, StartTime: start, EndTime: rec.Now(),

@@ -83,7 +83,7 @@ func TestNestedCallDoesNotWriteIntoOuterTimeline(t *testing.T) {
 	inner := endpoint.Chain(Observe("inner"), Retry(MaxAttempts(1)), Classify(nil))(endpoint.Nop)
 	outer := endpoint.Chain(Observe("outer", WithObserver(&eventLog{})), Retry(MaxAttempts(1)), Classify(nil))(
 		func(ctx context.Context, req any) (any, error) { return inner(ctx, req) })
-	ctx, c := record(context.Background())
+	ctx, c := recordCall(context.Background())
 	if _, err := outer(ctx, nil); err != nil {
 		t.Fatal(err)
 	}

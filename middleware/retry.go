@@ -8,6 +8,7 @@ import (
 
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/internal/record"
 	"github.com/recourse-go/recourse/timeline"
 )
 
@@ -130,7 +131,7 @@ func (r *retrier) run(ctx context.Context, req any, next endpoint.Endpoint) (any
 			// Waiting would outlive the call's deadline: stop with the real error.
 			return final(resp, err)
 		}
-		timeline.RecorderFromContext(ctx).SetBackoff(attempt, delay)
+		record.FromContext(ctx).SetBackoff(attempt, delay)
 		if serr := clock.Sleep(ctx, r.clock, delay); serr != nil {
 			endpoint.Discard(resp)
 			return nil, fmt.Errorf("%w (while waiting to retry after: %w)", serr, lastErr)

@@ -19,7 +19,7 @@ func TestRetryCancelledBeforeFirstAttemptNeverCallsOp(t *testing.T) {
 	var calls atomic.Int32
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	ctx, c := record(ctx)
+	ctx, c := recordCall(ctx)
 	_, err := chain(scripted(&calls))(ctx, nil)
 	if !errors.Is(err, context.Canceled) || err != context.Canceled {
 		t.Fatalf("err = %v, want ctx.Err() itself", err)
@@ -42,7 +42,7 @@ func TestRetryTwoFailuresThenSuccessWithinJitterBounds(t *testing.T) {
 				ep := chain(scripted(&calls, errFlaky, errFlaky),
 					MaxAttempts(3), RetryClock(f),
 					WithBackoff(BackoffConfig{Initial: initial, Max: max, Multiplier: 2, Jitter: j}))
-				ctx, c := record(context.Background())
+				ctx, c := recordCall(context.Background())
 				var resp any
 				err := drive(t, f, 2, func() (err error) { resp, err = ep(ctx, nil); return })
 				if err != nil || resp != "ok" {
@@ -93,7 +93,7 @@ func TestRetryPermanentStopsAfterOneAttempt(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			var calls atomic.Int32
 			root := errors.New("invalid card")
-			ctx, c := record(context.Background())
+			ctx, c := recordCall(context.Background())
 			_, err := chain(scripted(&calls, mark(root)), MaxAttempts(5))(ctx, nil)
 			if calls.Load() != 1 {
 				t.Fatalf("calls = %d, want 1", calls.Load())
@@ -158,7 +158,7 @@ func TestRetryHonoursPushback(t *testing.T) {
 		return Verdict{Outcome: timeline.OutcomeSuccess}
 	})
 	ep := endpoint.Chain(Observe("k"), Retry(RetryClock(f)), Classify(pushback))(scripted(&calls, errFlaky))
-	ctx, c := record(context.Background())
+	ctx, c := recordCall(context.Background())
 	if err := drive(t, f, 1, func() error { _, err := ep(ctx, nil); return err }); err != nil {
 		t.Fatal(err)
 	}

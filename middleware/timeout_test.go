@@ -27,7 +27,7 @@ func TestTimeoutCutsOneSlowAttemptAndTheNextRuns(t *testing.T) {
 	}
 	ep := endpoint.Chain(Observe("k"), Retry(MaxAttempts(3), WithBackoff(BackoffConfig{Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 1})),
 		Timeout(20*time.Millisecond), Classify(nil))(op)
-	ctx, c := record(context.Background())
+	ctx, c := recordCall(context.Background())
 	resp, err := ep(ctx, nil)
 	if err != nil || resp != "fast" {
 		t.Fatalf("got %v, %v", resp, err)
@@ -50,7 +50,7 @@ func TestCallerCancellationIsAbortNotTimeout(t *testing.T) {
 		return nil, blockUntilDone(actx)
 	}
 	ep := endpoint.Chain(Observe("k"), Retry(MaxAttempts(3)), Timeout(time.Hour), Classify(nil))(op)
-	ctx, c := record(ctx)
+	ctx, c := recordCall(ctx)
 	_, err := ep(ctx, nil)
 	if !errors.Is(err, context.Canceled) || calls.Load() != 1 {
 		t.Fatalf("err = %v after %d calls", err, calls.Load())
@@ -84,7 +84,7 @@ func TestOverallTimeoutBoundsAttemptsAndSleeps(t *testing.T) {
 func TestOverallTimeoutCutsAHangingAttempt(t *testing.T) {
 	ep := endpoint.Chain(Observe("k"), OverallTimeout(30*time.Millisecond), Retry(MaxAttempts(3)), Classify(nil))(
 		func(ctx context.Context, _ any) (any, error) { return nil, blockUntilDone(ctx) })
-	ctx, c := record(context.Background())
+	ctx, c := recordCall(context.Background())
 	start := time.Now()
 	_, err := ep(ctx, nil)
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > time.Second {

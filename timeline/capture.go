@@ -2,16 +2,14 @@ package timeline
 
 import (
 	"context"
-	"sync"
+
+	"github.com/recourse-go/recourse/internal/callctx"
 )
 
 // Capture holds the timeline of a call made with a context from Record.
 type Capture struct {
-	mu sync.Mutex
-	tl *Timeline
+	slot callctx.Slot[*Timeline]
 }
-
-type captureKey struct{}
 
 // Record returns a context that asks the next recourse call made with it to
 // keep its timeline, and the Capture to read it from afterwards:
@@ -23,13 +21,7 @@ type captureKey struct{}
 // If several calls use the context, the Capture keeps the last to finish.
 func Record(ctx context.Context) (context.Context, *Capture) {
 	c := &Capture{}
-	return context.WithValue(ctx, captureKey{}, c), c
-}
-
-// CaptureFromContext returns the Capture installed by Record, or nil.
-func CaptureFromContext(ctx context.Context) *Capture {
-	c, _ := ctx.Value(captureKey{}).(*Capture)
-	return c
+	return context.WithValue(ctx, callctx.CaptureKey{}, &c.slot), c
 }
 
 // Timeline returns the captured timeline, or nil if no call has finished.
@@ -37,17 +29,5 @@ func (c *Capture) Timeline() *Timeline {
 	if c == nil {
 		return nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.tl
-}
-
-// Set stores tl; the observe decorator calls it when a call finishes.
-func (c *Capture) Set(tl *Timeline) {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	c.tl = tl
-	c.mu.Unlock()
+	return c.slot.Get()
 }

@@ -15,6 +15,7 @@
 // When nothing captures and the observer is the no-op one, decorators skip
 // timeline work entirely: recording costs nothing unless asked for.
 //
-// This package imports nothing else from recourse; keys appear here as
-// strings ("payments.Charge").
+// This package imports nothing else from recourse but a leaf internal
+// package of context keys; keys appear here as strings ("payments.Charge").
+// The recorder that decorators write timelines with is internal plumbing.
 package timeline

@@ -4,12 +4,13 @@ import (
 	"context"
 	"encoding/hex"
 	"math/rand/v2"
-	"reflect"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/recourse-go/recourse/internal/callctx"
 )
 
 // NewZerologObserver returns an Observer that writes one JSON object
@@ -166,22 +167,23 @@ type zerologObserver struct {
 	salt uint64
 }
 
-// callOf returns the recorder of the call that reported an event in ctx
-// (the root one, when a hedge race holds the try's records), or nil.
-func callOf(ctx context.Context) *Recorder {
-	r := RecorderFromContext(ctx)
-	for r != nil && r.parent != nil {
-		r = r.parent
+// callOf returns what the recorder of the call that reported an event in
+// ctx tells of it (the root call, when a hedge race holds the try's
+// records); ok is false when ctx carries no recorder.
+func callOf(ctx context.Context) (id uintptr, key string, start time.Time, ok bool) {
+	c, _ := ctx.Value(callctx.RecorderKey{}).(callctx.Call)
+	if c == nil {
+		return 0, "", time.Time{}, false
 	}
-	return r
+	return c.Root()
 }
 
-// callID identifies the call of recorder r: unique among the calls in
-// flight (their recorders differ) and, with a real clock, over time (their
-// starts differ). r.tl.Start is set once, before r is shared.
-func (z zerologObserver) callID(r *Recorder) string {
-	x := mix64(uint64(reflect.ValueOf(r).Pointer()) ^ z.salt)
-	x = mix64(x ^ uint64(r.tl.Start.UnixNano()))
+// callID identifies a call by its recorder's identity and start: unique
+// among the calls in flight (their recorders differ) and, with a real
+// clock, over time (their starts differ).
+func (z zerologObserver) callID(id uintptr, start time.Time) string {
+	x := mix64(uint64(id) ^ z.salt)
+	x = mix64(x ^ uint64(start.UnixNano()))
 	var b [8]byte
 	for i := range b {
 		b[i] = byte(x >> (56 - 8*i))
@@ -247,18 +249,18 @@ func attemptFields(ev *zerolog.Event, rec AttemptRecord, callStart time.Time) *z
 }
 
 // begin starts a line of the given event for key, with the call's id when
-// ctx carries the call's recorder, and returns that recorder.
-func (z zerologObserver) begin(ctx context.Context, lvl zerolog.Level, event, key string) (*zerolog.Event, *Recorder) {
+// ctx carries the call's recorder, and returns the call's start (zero when
+// the call is not known).
+func (z zerologObserver) begin(ctx context.Context, lvl zerolog.Level, event, key string) (*zerolog.Event, time.Time) {
 	ev := z.l.WithLevel(lvl)
 	if ev == nil {
-		return nil, nil // level disabled: nothing to compute
+		return nil, time.Time{} // level disabled: nothing to compute
 	}
 	ev = ev.Str("event", event).Str("key", key)
-	r := callOf(ctx)
-	if r != nil && r.tl.Key == key {
-		return ev.Str("call_id", z.callID(r)), r
+	if id, k, start, ok := callOf(ctx); ok && k == key {
+		return ev.Str("call_id", z.callID(id, start)), start
 	}
-	return ev, nil
+	return ev, time.Time{}
 }
 
 func (z zerologObserver) OnAttempt(ctx context.Context, key string, rec AttemptRecord) {
@@ -266,13 +268,9 @@ func (z zerologObserver) OnAttempt(ctx context.Context, key string, rec AttemptR
 	if rec.Outcome != OutcomeSuccess && rec.Reason != ReasonHedgeLost {
 		lvl = zerolog.WarnLevel // a hedge's loser was cut short by design
 	}
-	ev, r := z.begin(ctx, lvl, "attempt", key)
+	ev, callStart := z.begin(ctx, lvl, "attempt", key)
 	if ev == nil {
 		return
-	}
-	var callStart time.Time
-	if r != nil {
-		callStart = r.tl.Start
 	}
 	attemptFields(ev, rec, callStart).Msg("recourse attempt")
 }

@@ -1,4 +1,4 @@
-package timeline
+package timeline_test
 
 import (
 	"bytes"
@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/recourse-go/recourse/internal/record"
+	"github.com/recourse-go/recourse/timeline"
 )
 
 // The tests below pin the JSON lines NewZerologObserver writes, byte for
@@ -33,10 +36,10 @@ var callIDRe = regexp.MustCompile(`"call_id":"([^"]*)"`)
 
 // zlog gives fn a zerolog observer over a buffer and returns the lines it
 // wrote, call ids normalised, each checked against the schema rules.
-func zlog(t *testing.T, fn func(obs Observer)) []string {
+func zlog(t *testing.T, fn func(obs timeline.Observer)) []string {
 	t.Helper()
 	var buf bytes.Buffer
-	fn(NewZerologObserver(zerolog.New(&buf)))
+	fn(timeline.NewZerologObserver(zerolog.New(&buf)))
 	ids := map[string]string{}
 	var lines []string
 	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
@@ -123,32 +126,32 @@ func wantLines(t *testing.T, got []string, want ...string) {
 }
 
 func TestZerologGoldenRetries(t *testing.T) {
-	lines := zlog(t, func(obs Observer) {
+	lines := zlog(t, func(obs timeline.Observer) {
 		c := &testClock{t: t0}
-		r := NewRecorder("inventory.Get", obs, c.now)
-		r.SetAttribute(AttrPolicySource, "static")
-		r.SetAttribute(AttrPolicyError, "") // empty: left out
-		ctx := ContextWithRecorder(context.Background(), r)
+		r := record.New("inventory.Get", obs, c.now)
+		r.SetAttribute(timeline.AttrPolicySource, "static")
+		r.SetAttribute(timeline.AttrPolicyError, "") // empty: left out
+		ctx := record.NewContext(context.Background(), r)
 		r.Start(ctx)
-		r.Attempt(ctx, AttemptRecord{Attempt: 1, StartTime: at(0), EndTime: at(1.5), Outcome: OutcomeRetryable,
-			Reason: ReasonRetryable, Status: "503", Err: errors.New("server error: 503")})
+		r.Attempt(ctx, timeline.AttemptRecord{Attempt: 1, StartTime: at(0), EndTime: at(1.5), Outcome: timeline.OutcomeRetryable,
+			Reason: timeline.ReasonRetryable, Status: "503", Err: errors.New("server error: 503")})
 		r.SetBackoff(1, 20*time.Millisecond)
-		r.Attempt(ctx, AttemptRecord{Attempt: 2, StartTime: at(21.5), EndTime: at(121.5), Outcome: OutcomeRetryable,
-			Reason: ReasonTimeout, Err: errors.New("attempt timed out")})
+		r.Attempt(ctx, timeline.AttemptRecord{Attempt: 2, StartTime: at(21.5), EndTime: at(121.5), Outcome: timeline.OutcomeRetryable,
+			Reason: timeline.ReasonTimeout, Err: errors.New("attempt timed out")})
 		r.SetBackoff(2, 40*time.Millisecond+1234*time.Nanosecond) // rounded to the microsecond
-		r.Attempt(ctx, AttemptRecord{Attempt: 3, StartTime: at(161.5), EndTime: at(162.25), Outcome: OutcomeSuccess,
-			Reason: ReasonSuccess, Status: "200"})
+		r.Attempt(ctx, timeline.AttemptRecord{Attempt: 3, StartTime: at(161.5), EndTime: at(162.25), Outcome: timeline.OutcomeSuccess,
+			Reason: timeline.ReasonSuccess, Status: "200"})
 		c.t = at(162.5)
 		r.Finish(ctx, nil)
 
 		// A second call, with a policy id, that fails at once.
 		c.t = at(200)
-		r = NewRecorder("inventory.Get", obs, c.now)
+		r = record.New("inventory.Get", obs, c.now)
 		r.SetPolicyID("v7")
-		ctx = ContextWithRecorder(context.Background(), r)
+		ctx = record.NewContext(context.Background(), r)
 		r.Start(ctx)
-		r.Attempt(ctx, AttemptRecord{Attempt: 1, StartTime: at(200.001), EndTime: at(200.5), Outcome: OutcomeNonRetryable,
-			Reason: ReasonNonRetryable, Status: "400", Err: errors.New("client error: 400")})
+		r.Attempt(ctx, timeline.AttemptRecord{Attempt: 1, StartTime: at(200.001), EndTime: at(200.5), Outcome: timeline.OutcomeNonRetryable,
+			Reason: timeline.ReasonNonRetryable, Status: "400", Err: errors.New("client error: 400")})
 		c.t = at(200.75)
 		r.Finish(ctx, errors.New("client error: 400"))
 	})
@@ -167,26 +170,26 @@ func TestZerologGoldenRetries(t *testing.T) {
 }
 
 func TestZerologGoldenHedgeRace(t *testing.T) {
-	lines := zlog(t, func(obs Observer) {
+	lines := zlog(t, func(obs timeline.Observer) {
 		c := &testClock{t: t0}
-		r := NewRecorder("pricing.Get", obs, c.now)
-		ctx := ContextWithRecorder(context.Background(), r)
+		r := record.New("pricing.Get", obs, c.now)
+		ctx := record.NewContext(context.Background(), r)
 		r.Start(ctx)
 		// As the hedge decorator does: the race's tries record into a
 		// held recorder, released once the race is decided.
 		held := r.Hold()
-		hctx := ContextWithRecorder(ctx, held)
+		hctx := record.NewContext(ctx, held)
 		c.t = at(10)
-		held.Hedge(hctx, HedgeEvent{Attempt: 1, HedgeIndex: 1, After: 10 * time.Millisecond, Trigger: "fixed"})
-		held.Attempt(hctx, AttemptRecord{Attempt: 1, HedgeIndex: 1, StartTime: at(10), EndTime: at(14), Outcome: OutcomeSuccess,
-			Reason: ReasonSuccess})
-		held.Attempt(hctx, AttemptRecord{Attempt: 1, StartTime: at(0), EndTime: at(14.2), Outcome: OutcomeAbort,
-			Reason: ReasonCanceled, Err: context.Canceled})
-		held.Release(hctx, func(a *AttemptRecord) {
+		held.Hedge(hctx, timeline.HedgeEvent{Attempt: 1, HedgeIndex: 1, After: 10 * time.Millisecond, Trigger: "fixed"})
+		held.Attempt(hctx, timeline.AttemptRecord{Attempt: 1, HedgeIndex: 1, StartTime: at(10), EndTime: at(14), Outcome: timeline.OutcomeSuccess,
+			Reason: timeline.ReasonSuccess})
+		held.Attempt(hctx, timeline.AttemptRecord{Attempt: 1, StartTime: at(0), EndTime: at(14.2), Outcome: timeline.OutcomeAbort,
+			Reason: timeline.ReasonCanceled, Err: context.Canceled})
+		held.Release(hctx, func(a *timeline.AttemptRecord) {
 			if a.HedgeIndex == 1 {
-				a.Reason = ReasonHedgeWon
+				a.Reason = timeline.ReasonHedgeWon
 			} else {
-				a.Reason = ReasonHedgeLost
+				a.Reason = timeline.ReasonHedgeLost
 			}
 		})
 		c.t = at(14.5)
@@ -203,19 +206,19 @@ func TestZerologGoldenHedgeRace(t *testing.T) {
 }
 
 func TestZerologGoldenBudgetDenial(t *testing.T) {
-	lines := zlog(t, func(obs Observer) {
+	lines := zlog(t, func(obs timeline.Observer) {
 		c := &testClock{t: t0}
-		r := NewRecorder("inventory.Get", obs, c.now)
-		ctx := ContextWithRecorder(context.Background(), r)
+		r := record.New("inventory.Get", obs, c.now)
+		ctx := record.NewContext(context.Background(), r)
 		r.Start(ctx)
-		r.Attempt(ctx, AttemptRecord{Attempt: 1, StartTime: at(0), EndTime: at(2), Outcome: OutcomeRetryable,
-			Reason: ReasonRetryable, Err: errors.New("server error: 503")})
+		r.Attempt(ctx, timeline.AttemptRecord{Attempt: 1, StartTime: at(0), EndTime: at(2), Outcome: timeline.OutcomeRetryable,
+			Reason: timeline.ReasonRetryable, Err: errors.New("server error: 503")})
 		r.SetBackoff(1, 10*time.Millisecond)
 		// An allowed decision is logged at debug, a refused one at warn.
-		r.BudgetDecision(ctx, BudgetDecision{Attempt: 2, Hedge: true, Allowed: true, Reason: "unlimited"})
-		r.BudgetDecision(ctx, BudgetDecision{Budget: "inventory", Attempt: 2, Allowed: false, Reason: "ratio_exceeded"})
-		r.Attempt(ctx, AttemptRecord{Attempt: 2, StartTime: at(12), EndTime: at(12), Outcome: OutcomeAbort,
-			Reason: ReasonBudgetDenied, Err: errors.New("recourse: retry budget exhausted")})
+		r.BudgetDecision(ctx, timeline.BudgetDecision{Attempt: 2, Hedge: true, Allowed: true, Reason: "unlimited"})
+		r.BudgetDecision(ctx, timeline.BudgetDecision{Budget: "inventory", Attempt: 2, Allowed: false, Reason: "ratio_exceeded"})
+		r.Attempt(ctx, timeline.AttemptRecord{Attempt: 2, StartTime: at(12), EndTime: at(12), Outcome: timeline.OutcomeAbort,
+			Reason: timeline.ReasonBudgetDenied, Err: errors.New("recourse: retry budget exhausted")})
 		c.t = at(12.5)
 		r.Finish(ctx, errors.New("server error: 503"))
 	})
@@ -231,13 +234,13 @@ func TestZerologGoldenBudgetDenial(t *testing.T) {
 }
 
 func TestZerologGoldenBreakerCycle(t *testing.T) {
-	lines := zlog(t, func(obs Observer) {
-		obs.OnBreakerState(BreakerStateChange{Key: "warehouse.Stock", From: "closed", To: "open", At: at(5)})
-		obs.OnBreakerState(BreakerStateChange{Key: "warehouse.Stock", From: "open", To: "half_open", At: at(205)})
-		obs.OnBreakerState(BreakerStateChange{Key: "warehouse.Stock", From: "half_open", To: "open", At: at(206.5)})
-		obs.OnBreakerState(BreakerStateChange{Key: "warehouse.Stock", From: "open", To: "half_open", At: at(406.5)})
-		obs.OnBreakerState(BreakerStateChange{Key: "warehouse.Stock", From: "half_open", To: "closed", At: at(407)})
-		obs.OnBreakerState(BreakerStateChange{Key: "warehouse.Stock", From: "open", To: "closed"}) // no time: left out
+	lines := zlog(t, func(obs timeline.Observer) {
+		obs.OnBreakerState(timeline.BreakerStateChange{Key: "warehouse.Stock", From: "closed", To: "open", At: at(5)})
+		obs.OnBreakerState(timeline.BreakerStateChange{Key: "warehouse.Stock", From: "open", To: "half_open", At: at(205)})
+		obs.OnBreakerState(timeline.BreakerStateChange{Key: "warehouse.Stock", From: "half_open", To: "open", At: at(206.5)})
+		obs.OnBreakerState(timeline.BreakerStateChange{Key: "warehouse.Stock", From: "open", To: "half_open", At: at(406.5)})
+		obs.OnBreakerState(timeline.BreakerStateChange{Key: "warehouse.Stock", From: "half_open", To: "closed", At: at(407)})
+		obs.OnBreakerState(timeline.BreakerStateChange{Key: "warehouse.Stock", From: "open", To: "closed"}) // no time: left out
 	})
 	wantLines(t, lines,
 		`{"level":"warn","event":"breaker","key":"warehouse.Stock","from":"closed","to":"open","at":"2026-11-25T09:00:00.005Z","message":"recourse breaker opened"}`,
@@ -250,10 +253,10 @@ func TestZerologGoldenBreakerCycle(t *testing.T) {
 }
 
 func TestZerologGoldenPolicyReload(t *testing.T) {
-	lines := zlog(t, func(obs Observer) {
-		obs.OnPolicyReload(PolicyReload{Source: "file:policies.yaml", Version: 3})
-		obs.OnPolicyReload(PolicyReload{Source: "file:policies.yaml", Version: 4, Err: errors.New("policies.yaml: line 3: bad duration")})
-		obs.OnPolicyReload(PolicyReload{}) // nothing known: only the event
+	lines := zlog(t, func(obs timeline.Observer) {
+		obs.OnPolicyReload(timeline.PolicyReload{Source: "file:policies.yaml", Version: 3})
+		obs.OnPolicyReload(timeline.PolicyReload{Source: "file:policies.yaml", Version: 4, Err: errors.New("policies.yaml: line 3: bad duration")})
+		obs.OnPolicyReload(timeline.PolicyReload{}) // nothing known: only the event
 	})
 	wantLines(t, lines,
 		`{"level":"info","event":"policy_reload","source":"file:policies.yaml","version":3,"message":"recourse policies reloaded"}`,
@@ -263,14 +266,14 @@ func TestZerologGoldenPolicyReload(t *testing.T) {
 }
 
 func TestZerologGoldenPolicyProblem(t *testing.T) {
-	lines := zlog(t, func(obs Observer) {
-		po, ok := obs.(PolicyProblemObserver)
+	lines := zlog(t, func(obs timeline.Observer) {
+		po, ok := obs.(timeline.PolicyProblemObserver)
 		if !ok {
 			t.Fatal("the zerolog observer does not hear of policy problems")
 		}
-		po.OnPolicyProblem(PolicyProblem{Key: "payments.Charge", Field: "budget", Name: "payments", Mode: "deny",
+		po.OnPolicyProblem(timeline.PolicyProblem{Key: "payments.Charge", Field: "budget", Name: "payments", Mode: "deny",
 			Err: errors.New(`recourse: key "payments.Charge": budget "payments" is not registered`)})
-		po.OnPolicyProblem(PolicyProblem{Key: "pricing.Get", Field: "hedge.trigger", Name: "p99x", Mode: "fallback"})
+		po.OnPolicyProblem(timeline.PolicyProblem{Key: "pricing.Get", Field: "hedge.trigger", Name: "p99x", Mode: "fallback"})
 	})
 	wantLines(t, lines,
 		`{"level":"error","event":"policy_problem","key":"payments.Charge","field":"budget","name":"payments","mode":"deny","error":"recourse: key \"payments.Charge\": budget \"payments\" is not registered","message":"recourse policy names what the executor cannot resolve"}`,
@@ -281,14 +284,14 @@ func TestZerologGoldenPolicyProblem(t *testing.T) {
 // Events reported outside a recourse call (no recorder in the context)
 // have no call id and no offsets, and nothing empty.
 func TestZerologOutsideACall(t *testing.T) {
-	lines := zlog(t, func(obs Observer) {
+	lines := zlog(t, func(obs timeline.Observer) {
 		ctx := context.Background()
 		obs.OnStart(ctx, "k.Op", t0)
-		obs.OnAttempt(ctx, "k.Op", AttemptRecord{Attempt: 1, StartTime: at(0), EndTime: at(3), Outcome: OutcomeRetryable,
-			Reason: ReasonTimeout})
-		obs.OnHedge(ctx, HedgeEvent{Key: "k.Op", Attempt: 1, HedgeIndex: 2, After: 30 * time.Millisecond})
-		obs.OnBudgetDecision(ctx, BudgetDecision{Key: "k.Op", Attempt: 0})
-		obs.OnFinish(ctx, &Timeline{Key: "k.Op", Attributes: map[string]string{"a": "", "b": "x"}})
+		obs.OnAttempt(ctx, "k.Op", timeline.AttemptRecord{Attempt: 1, StartTime: at(0), EndTime: at(3), Outcome: timeline.OutcomeRetryable,
+			Reason: timeline.ReasonTimeout})
+		obs.OnHedge(ctx, timeline.HedgeEvent{Key: "k.Op", Attempt: 1, HedgeIndex: 2, After: 30 * time.Millisecond})
+		obs.OnBudgetDecision(ctx, timeline.BudgetDecision{Key: "k.Op", Attempt: 0})
+		obs.OnFinish(ctx, &timeline.Timeline{Key: "k.Op", Attributes: map[string]string{"a": "", "b": "x"}})
 	})
 	wantLines(t, lines,
 		`{"level":"warn","event":"attempt","key":"k.Op","attempt":1,"hedge_index":0,"duration_ms":3,"outcome":"retryable","reason":"timeout","message":"recourse attempt"}`,
@@ -307,10 +310,10 @@ func TestZerologIgnoresZerologGlobals(t *testing.T) {
 	defer func() {
 		zerolog.FloatingPointPrecision, zerolog.DurationFieldUnit, zerolog.TimeFieldFormat, zerolog.ErrorMarshalFunc = prec, unit, tf, errMarshal
 	}()
-	lines := zlog(t, func(obs Observer) {
-		obs.OnAttempt(context.Background(), "k.Op", AttemptRecord{Attempt: 1, StartTime: at(0), EndTime: at(1.25),
-			Outcome: OutcomeRetryable, Err: errors.New("boom")})
-		obs.OnBreakerState(BreakerStateChange{Key: "k.Op", From: "closed", To: "open", At: at(5)})
+	lines := zlog(t, func(obs timeline.Observer) {
+		obs.OnAttempt(context.Background(), "k.Op", timeline.AttemptRecord{Attempt: 1, StartTime: at(0), EndTime: at(1.25),
+			Outcome: timeline.OutcomeRetryable, Err: errors.New("boom")})
+		obs.OnBreakerState(timeline.BreakerStateChange{Key: "k.Op", From: "closed", To: "open", At: at(5)})
 	})
 	wantLines(t, lines,
 		`{"level":"warn","event":"attempt","key":"k.Op","attempt":1,"hedge_index":0,"duration_ms":1.25,"outcome":"retryable","error":"boom","message":"recourse attempt"}`,
@@ -322,18 +325,18 @@ func TestZerologIgnoresZerologGlobals(t *testing.T) {
 // line of a call carries its own.
 func TestZerologCallIDsGroupConcurrentCalls(t *testing.T) {
 	var buf bytes.Buffer
-	obs := NewZerologObserver(zerolog.New(&buf))
+	obs := timeline.NewZerologObserver(zerolog.New(&buf))
 	c := &testClock{t: t0} // same start for every call
-	var recs []*Recorder
+	var recs []*record.Recorder
 	var ctxs []context.Context
 	for i := 0; i < 3; i++ {
-		r := NewRecorder("k.Op", obs, c.now)
-		ctx := ContextWithRecorder(context.Background(), r)
+		r := record.New("k.Op", obs, c.now)
+		ctx := record.NewContext(context.Background(), r)
 		r.Start(ctx)
 		recs, ctxs = append(recs, r), append(ctxs, ctx)
 	}
 	for i, r := range recs {
-		r.Attempt(ctxs[i], AttemptRecord{Attempt: 1, StartTime: t0, EndTime: t0, Outcome: OutcomeSuccess, Err: nil,
+		r.Attempt(ctxs[i], timeline.AttemptRecord{Attempt: 1, StartTime: t0, EndTime: t0, Outcome: timeline.OutcomeSuccess, Err: nil,
 			Status: fmt.Sprint(i)})
 	}
 	for i, r := range recs {

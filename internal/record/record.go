@@ -1,50 +1,67 @@
-package timeline
+// Package record builds the Timeline of one call while it runs: the observe
+// decorator (middleware.Observe) creates a Recorder and puts it in the
+// context; the inner decorators (retry, breaker, hedge, budget, classify)
+// find it there and add records. It is plumbing shared by recourse's own
+// packages; users read timelines through package timeline.
+package record
 
 import (
 	"context"
+	"reflect"
 	"sync"
 	"time"
+
+	"github.com/recourse-go/recourse/internal/callctx"
+	"github.com/recourse-go/recourse/timeline"
 )
+
+// Capture is the slot timeline.Record installs; the observe decorator
+// stores the finished timeline in it.
+type Capture = callctx.Slot[*timeline.Timeline]
+
+// CaptureFromContext returns the slot installed by timeline.Record, or nil.
+func CaptureFromContext(ctx context.Context) *Capture {
+	c, _ := ctx.Value(callctx.CaptureKey{}).(*Capture)
+	return c
+}
 
 // Recorder builds the Timeline of one call while it runs. The observe
 // decorator creates it and puts it in the context; inner decorators find it
-// with RecorderFromContext and add records. A nil *Recorder is valid and
+// with FromContext and add records. A nil *Recorder is valid and
 // records nothing, so callers need not check.
 type Recorder struct {
-	obs    Observer
+	obs    timeline.Observer
 	now    func() time.Time
 	parent *Recorder // set on a recorder made by Hold
 
 	mu       sync.Mutex
-	tl       Timeline
+	tl       timeline.Timeline
 	obsPanic error // the first panic of an observer, recovered (see ObserverPanicked)
 }
 
-// NewRecorder starts a timeline for key at now(). obs may be nil; an
-// observer that does nothing (see IsNoop), a nil pointer among them, is
+// New starts a timeline for key at now(). obs may be nil; an
+// observer that does nothing (see timeline.IsNoop), a nil pointer among them, is
 // treated as none. A nil now means time.Now.
-func NewRecorder(key string, obs Observer, now func() time.Time) *Recorder {
+func New(key string, obs timeline.Observer, now func() time.Time) *Recorder {
 	if now == nil {
 		now = time.Now
 	}
-	if IsNoop(obs) {
-		obs = NoopObserver{}
+	if timeline.IsNoop(obs) {
+		obs = timeline.NoopObserver{}
 	}
-	return &Recorder{obs: obs, now: now, tl: Timeline{Key: key, Start: now()}}
+	return &Recorder{obs: obs, now: now, tl: timeline.Timeline{Key: key, Start: now()}}
 }
 
-type recorderKey struct{}
-
-// ContextWithRecorder returns a context carrying r. A nil r hides any
+// NewContext returns a context carrying r. A nil r hides any
 // recorder of an enclosing call, so a nested call never writes into its
 // caller's timeline.
-func ContextWithRecorder(ctx context.Context, r *Recorder) context.Context {
-	return context.WithValue(ctx, recorderKey{}, r)
+func NewContext(ctx context.Context, r *Recorder) context.Context {
+	return context.WithValue(ctx, callctx.RecorderKey{}, r)
 }
 
-// RecorderFromContext returns the recorder of the call running in ctx, or nil.
-func RecorderFromContext(ctx context.Context) *Recorder {
-	r, _ := ctx.Value(recorderKey{}).(*Recorder)
+// FromContext returns the recorder of the call running in ctx, or nil.
+func FromContext(ctx context.Context) *Recorder {
+	r, _ := ctx.Value(callctx.RecorderKey{}).(*Recorder)
 	return r
 }
 
@@ -65,9 +82,9 @@ func (r *Recorder) Key() string {
 }
 
 // Observer returns the observer events go to (never nil on a non-nil recorder).
-func (r *Recorder) Observer() Observer {
+func (r *Recorder) Observer() timeline.Observer {
 	if r == nil {
-		return NoopObserver{}
+		return timeline.NoopObserver{}
 	}
 	return r.obs
 }
@@ -81,7 +98,7 @@ func (r *Recorder) Start(ctx context.Context) {
 }
 
 // Attempt appends rec to the timeline and reports it to the observer.
-func (r *Recorder) Attempt(ctx context.Context, rec AttemptRecord) {
+func (r *Recorder) Attempt(ctx context.Context, rec timeline.AttemptRecord) {
 	if r == nil {
 		return
 	}
@@ -105,7 +122,7 @@ func (r *Recorder) Hold() *Recorder {
 	if r == nil {
 		return nil
 	}
-	return &Recorder{obs: r.obs, now: r.now, parent: r, tl: Timeline{Key: r.tl.Key}}
+	return &Recorder{obs: r.obs, now: r.now, parent: r, tl: timeline.Timeline{Key: r.tl.Key}}
 }
 
 // Release passes the records held by a recorder from Hold to the recorder
@@ -113,7 +130,7 @@ func (r *Recorder) Hold() *Recorder {
 // each first; all are then added, and then reported, as Attempt does, so
 // the observer sees exactly what the timeline keeps. Release on a recorder not
 // made by Hold does nothing.
-func (r *Recorder) Release(ctx context.Context, fn func(*AttemptRecord)) {
+func (r *Recorder) Release(ctx context.Context, fn func(*timeline.AttemptRecord)) {
 	if r == nil || r.parent == nil {
 		return
 	}
@@ -140,7 +157,7 @@ func (r *Recorder) Release(ctx context.Context, fn func(*AttemptRecord)) {
 
 // Update applies fn to the most recent record of the given attempt and
 // hedge index, if there is one, and reports whether it found one.
-func (r *Recorder) Update(attempt, hedgeIndex int, fn func(*AttemptRecord)) bool {
+func (r *Recorder) Update(attempt, hedgeIndex int, fn func(*timeline.AttemptRecord)) bool {
 	if r == nil {
 		return false
 	}
@@ -214,7 +231,7 @@ func (r *Recorder) Len() int {
 }
 
 // BudgetDecision reports a budget decision to the observer.
-func (r *Recorder) BudgetDecision(ctx context.Context, ev BudgetDecision) {
+func (r *Recorder) BudgetDecision(ctx context.Context, ev timeline.BudgetDecision) {
 	if r == nil {
 		return
 	}
@@ -223,7 +240,7 @@ func (r *Recorder) BudgetDecision(ctx context.Context, ev BudgetDecision) {
 }
 
 // Hedge reports a spawned hedge to the observer.
-func (r *Recorder) Hedge(ctx context.Context, ev HedgeEvent) {
+func (r *Recorder) Hedge(ctx context.Context, ev timeline.HedgeEvent) {
 	if r == nil {
 		return
 	}
@@ -234,7 +251,7 @@ func (r *Recorder) Hedge(ctx context.Context, ev HedgeEvent) {
 // Finish closes the timeline with the call's error, reports it to the
 // observer and returns it. The returned Timeline is a snapshot the caller
 // owns; later Recorder calls do not change it.
-func (r *Recorder) Finish(ctx context.Context, err error) *Timeline {
+func (r *Recorder) Finish(ctx context.Context, err error) *timeline.Timeline {
 	if r == nil {
 		return nil
 	}
@@ -242,7 +259,7 @@ func (r *Recorder) Finish(ctx context.Context, err error) *Timeline {
 	r.tl.End = r.now()
 	r.tl.Err = err
 	tl := r.tl
-	tl.Attempts = append([]AttemptRecord(nil), r.tl.Attempts...)
+	tl.Attempts = append([]timeline.AttemptRecord(nil), r.tl.Attempts...)
 	if r.tl.Attributes != nil {
 		tl.Attributes = make(map[string]string, len(r.tl.Attributes))
 		for k, v := range r.tl.Attributes {
@@ -280,4 +297,17 @@ func (r *Recorder) ObserverPanic() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.obsPanic
+}
+
+// Root implements callctx.Call: it names the call r records (the recorder
+// Hold was called on, for a held one), for observers such as the zerolog
+// one that tell calls apart. Key and start are set once, before r is shared.
+func (r *Recorder) Root() (id uintptr, key string, start time.Time, ok bool) {
+	if r == nil {
+		return 0, "", time.Time{}, false
+	}
+	for r.parent != nil {
+		r = r.parent
+	}
+	return reflect.ValueOf(r).Pointer(), r.tl.Key, r.tl.Start, true
 }
