@@ -129,8 +129,8 @@ func WithFallbackPolicy(opts ...policy.Option) Option {
 // and, if it implements timeline.PolicyProblemObserver (as every observer
 // embedding timeline.BaseObserver does), each budget, trigger or
 // classifier a key's policy names that the executor cannot resolve, once
-// per compile of the key. A nil obs, a nil pointer, or nil entries of a
-// timeline.MultiObserver are ignored (see timeline.Multi).
+// per compile of the key. A nil obs or a nil pointer is ignored; timeline.Multi combines several
+// observers (dropping nil entries).
 func WithObserver(obs timeline.Observer) Option { return func(o *Options) { o.Observer = obs } }
 
 // WithBudget registers budget b under name for policies to refer to. A nil

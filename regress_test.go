@@ -107,10 +107,10 @@ func TestRegressNilObservers(t *testing.T) {
 	counting := &derefObserver{}
 	for name, obs := range map[string]timeline.Observer{
 		"typed nil":        typedNil,
-		"multi with nils":  timeline.MultiObserver{nil, typedNil, counting},
+		"multi with nils":  timeline.Multi(nil, typedNil, counting),
 		"nil interface":    nil,
-		"nil multi":        timeline.MultiObserver(nil),
-		"multi of nothing": timeline.MultiObserver{nil},
+		"nil multi":        timeline.Multi(),
+		"multi of nothing": timeline.Multi(nil),
 	} {
 		e := NewExecutor(WithObserver(obs), WithPolicy("svc.Op", policy.WithCircuitBreaker(policy.CircuitPolicy{Enabled: true, ConsecutiveFailures: 1})))
 		rgNoPanic(t, name, func() {

@@ -25,7 +25,7 @@ func (d *derefObserver) OnPolicyReload(timeline.PolicyReload)                   
 // capture still gets the timeline.
 func TestRegressObserveTypedNilObserverWithCapture(t *testing.T) {
 	var typedNil *derefObserver
-	for i, o := range []timeline.Observer{typedNil, timeline.MultiObserver{typedNil, nil}} {
+	for i, o := range []timeline.Observer{typedNil, timeline.Multi(typedNil, nil)} {
 		ep := Observe("k", WithObserver(o))(func(context.Context, any) (any, error) { return "ok", nil })
 		ctx, c := timeline.Record(context.Background())
 		func() {
@@ -44,7 +44,7 @@ func TestRegressObserveTypedNilObserverWithCapture(t *testing.T) {
 	}
 	// A real observer still gets the events.
 	d := &derefObserver{}
-	ep := Observe("k", WithObserver(timeline.MultiObserver{nil, d}))(func(context.Context, any) (any, error) { return nil, nil })
+	ep := Observe("k", WithObserver(timeline.Multi(nil, d)))(func(context.Context, any) (any, error) { return nil, nil })
 	if _, err := ep(context.Background(), nil); err != nil || d.n != 3 {
 		t.Fatalf("err %v, events %d, want 3", err, d.n)
 	}

@@ -34,7 +34,7 @@ type Observer interface {
 // PolicyProblemObserver is implemented by observers that want to hear of
 // names a policy refers to that the executor cannot resolve (see
 // PolicyProblem). BaseObserver (and so every observer embedding it),
-// NoopObserver and MultiObserver implement it; the executor calls
+// NoopObserver and the observers Multi returns implement it; the executor calls
 // OnPolicyProblem on its observer (recourse.WithObserver) when the
 // observer implements it. It is separate from Observer so that observers
 // written before it keep compiling.
@@ -136,12 +136,12 @@ type NoopObserver struct{ BaseObserver }
 
 // IsNoop reports whether o does nothing, so event work can be skipped
 // entirely: o is nil, a nil pointer (which is treated as no observer), a
-// NoopObserver, or a MultiObserver of nothing but such observers.
+// NoopObserver, or a multiObserver of nothing but such observers.
 func IsNoop(o Observer) bool {
 	switch o := o.(type) {
 	case nil, NoopObserver, *NoopObserver:
 		return true
-	case MultiObserver:
+	case multiObserver:
 		for _, x := range o {
 			if !IsNoop(x) {
 				return false
@@ -167,14 +167,14 @@ func isNil(o Observer) bool {
 
 // Multi returns an observer that fans events out to obs in order. It drops
 // the entries that do nothing (nil, nil pointers, NoopObserver; see
-// IsNoop) and flattens nested MultiObservers: with none left it returns
+// IsNoop) and flattens nested results of Multi: with none left it returns
 // NoopObserver{}, with one it returns that one.
 func Multi(obs ...Observer) Observer {
-	var out MultiObserver
+	var out multiObserver
 	var add func(os []Observer)
 	add = func(os []Observer) {
 		for _, o := range os {
-			if m, ok := o.(MultiObserver); ok {
+			if m, ok := o.(multiObserver); ok {
 				add(m)
 			} else if !IsNoop(o) {
 				out = append(out, o)
@@ -191,12 +191,12 @@ func Multi(obs ...Observer) Observer {
 	return out
 }
 
-// MultiObserver fans every event out to each of its observers in order.
+// multiObserver fans every event out to each of its observers in order.
 // It skips nil entries and nil pointers; Multi builds one without them.
-type MultiObserver []Observer
+type multiObserver []Observer
 
 // OnStart forwards to every observer.
-func (m MultiObserver) OnStart(ctx context.Context, key string, start time.Time) {
+func (m multiObserver) OnStart(ctx context.Context, key string, start time.Time) {
 	for _, o := range m {
 		if !isNil(o) {
 			o.OnStart(ctx, key, start)
@@ -205,7 +205,7 @@ func (m MultiObserver) OnStart(ctx context.Context, key string, start time.Time)
 }
 
 // OnAttempt forwards to every observer.
-func (m MultiObserver) OnAttempt(ctx context.Context, key string, rec AttemptRecord) {
+func (m multiObserver) OnAttempt(ctx context.Context, key string, rec AttemptRecord) {
 	for _, o := range m {
 		if !isNil(o) {
 			o.OnAttempt(ctx, key, rec)
@@ -214,7 +214,7 @@ func (m MultiObserver) OnAttempt(ctx context.Context, key string, rec AttemptRec
 }
 
 // OnFinish forwards to every observer.
-func (m MultiObserver) OnFinish(ctx context.Context, tl *Timeline) {
+func (m multiObserver) OnFinish(ctx context.Context, tl *Timeline) {
 	for _, o := range m {
 		if !isNil(o) {
 			o.OnFinish(ctx, tl)
@@ -223,7 +223,7 @@ func (m MultiObserver) OnFinish(ctx context.Context, tl *Timeline) {
 }
 
 // OnBudgetDecision forwards to every observer.
-func (m MultiObserver) OnBudgetDecision(ctx context.Context, ev BudgetDecision) {
+func (m multiObserver) OnBudgetDecision(ctx context.Context, ev BudgetDecision) {
 	for _, o := range m {
 		if !isNil(o) {
 			o.OnBudgetDecision(ctx, ev)
@@ -232,7 +232,7 @@ func (m MultiObserver) OnBudgetDecision(ctx context.Context, ev BudgetDecision) 
 }
 
 // OnHedge forwards to every observer.
-func (m MultiObserver) OnHedge(ctx context.Context, ev HedgeEvent) {
+func (m multiObserver) OnHedge(ctx context.Context, ev HedgeEvent) {
 	for _, o := range m {
 		if !isNil(o) {
 			o.OnHedge(ctx, ev)
@@ -241,7 +241,7 @@ func (m MultiObserver) OnHedge(ctx context.Context, ev HedgeEvent) {
 }
 
 // OnBreakerState forwards to every observer.
-func (m MultiObserver) OnBreakerState(ev BreakerStateChange) {
+func (m multiObserver) OnBreakerState(ev BreakerStateChange) {
 	for _, o := range m {
 		if !isNil(o) {
 			o.OnBreakerState(ev)
@@ -250,7 +250,7 @@ func (m MultiObserver) OnBreakerState(ev BreakerStateChange) {
 }
 
 // OnPolicyReload forwards to every observer.
-func (m MultiObserver) OnPolicyReload(ev PolicyReload) {
+func (m multiObserver) OnPolicyReload(ev PolicyReload) {
 	for _, o := range m {
 		if !isNil(o) {
 			o.OnPolicyReload(ev)
@@ -260,7 +260,7 @@ func (m MultiObserver) OnPolicyReload(ev PolicyReload) {
 
 // OnPolicyProblem forwards to every observer that implements
 // PolicyProblemObserver.
-func (m MultiObserver) OnPolicyProblem(ev PolicyProblem) {
+func (m multiObserver) OnPolicyProblem(ev PolicyProblem) {
 	for _, o := range m {
 		if po, ok := o.(PolicyProblemObserver); ok && !isNil(o) {
 			po.OnPolicyProblem(ev)

@@ -12,7 +12,7 @@ type problems struct {
 
 func (p *problems) OnPolicyProblem(ev PolicyProblem) { p.got = append(p.got, ev) }
 
-// MultiObserver forwards OnPolicyProblem to the observers that implement
+// multiObserver forwards OnPolicyProblem to the observers that implement
 // it, skipping the rest and typed nils; BaseObserver and NoopObserver
 // implement it as no-ops.
 func TestMultiForwardsPolicyProblem(t *testing.T) {
@@ -22,7 +22,7 @@ func TestMultiForwardsPolicyProblem(t *testing.T) {
 	if _, ok := noop.(PolicyProblemObserver); !ok {
 		t.Fatal("NoopObserver does not implement PolicyProblemObserver")
 	}
-	m := MultiObserver{a, typedNil, noop, b}
+	m := multiObserver{a, typedNil, noop, b}
 	ev := PolicyProblem{Key: "a.B", Field: "budget", Name: "x", Mode: "deny", Err: errors.New("no budget")}
 	m.OnPolicyProblem(ev)
 	if len(a.got) != 1 || len(b.got) != 1 || a.got[0] != ev {

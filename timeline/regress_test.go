@@ -39,13 +39,13 @@ func fireAll(o Observer) {
 	o.OnPolicyReload(PolicyReload{})
 }
 
-// A MultiObserver with nil and typed-nil entries forwards to the others
+// A multiObserver with nil and typed-nil entries forwards to the others
 // and does not panic.
 func TestRegressMultiObserverToleratesNilEntries(t *testing.T) {
 	var typedNil *derefObserver
-	var nilMulti MultiObserver
+	var nilMulti multiObserver
 	c := &countingObserver{}
-	m := MultiObserver{nil, typedNil, c, nilMulti, MultiObserver{nil, c}}
+	m := multiObserver{nil, typedNil, c, nilMulti, multiObserver{nil, c}}
 	fireAll(m)
 	if got := c.n.Load(); got != 14 {
 		t.Fatalf("events delivered = %d, want 14", got)
@@ -57,12 +57,12 @@ func TestRegressMultiObserverToleratesNilEntries(t *testing.T) {
 func TestRegressIsNoopTypedNil(t *testing.T) {
 	var typedNil *derefObserver
 	var nilNoop *NoopObserver
-	for i, o := range []Observer{nil, typedNil, nilNoop, NoopObserver{}, MultiObserver{}, MultiObserver{nil, typedNil}, MultiObserver{NoopObserver{}}} {
+	for i, o := range []Observer{nil, typedNil, nilNoop, NoopObserver{}, multiObserver{}, multiObserver{nil, typedNil}, multiObserver{NoopObserver{}}} {
 		if !IsNoop(o) {
 			t.Errorf("%d: IsNoop(%#v) = false", i, o)
 		}
 	}
-	if IsNoop(&derefObserver{}) || IsNoop(MultiObserver{nil, &derefObserver{}}) {
+	if IsNoop(&derefObserver{}) || IsNoop(multiObserver{nil, &derefObserver{}}) {
 		t.Error("IsNoop true for a real observer")
 	}
 }
@@ -82,8 +82,8 @@ func TestRegressMulti(t *testing.T) {
 		t.Fatalf("Multi of one = %#v", o)
 	}
 	d := &derefObserver{}
-	o := Multi(MultiObserver{c, nil}, typedNil, d)
-	m, ok := o.(MultiObserver)
+	o := Multi(multiObserver{c, nil}, typedNil, d)
+	m, ok := o.(multiObserver)
 	if !ok || len(m) != 2 {
 		t.Fatalf("Multi = %#v", o)
 	}

@@ -14,7 +14,7 @@ func (c *counting) OnAttempt(context.Context, string, AttemptRecord) { c.n++ }
 
 func TestMultiObserverFansOut(t *testing.T) {
 	a, b := &counting{}, &counting{}
-	m := MultiObserver{a, b}
+	m := multiObserver{a, b}
 	m.OnAttempt(context.Background(), "k", AttemptRecord{})
 	if a.n != 1 || b.n != 1 {
 		t.Fatalf("a=%d b=%d", a.n, b.n)

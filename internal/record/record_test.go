@@ -136,7 +136,7 @@ func fixedNow() func() time.Time {
 // not call methods on the nil pointer, and the timeline is still kept.
 func TestRegressRecorderTypedNilObserver(t *testing.T) {
 	var typedNil *derefObserver
-	for i, o := range []timeline.Observer{typedNil, timeline.MultiObserver{nil, typedNil}} {
+	for i, o := range []timeline.Observer{typedNil, timeline.Multi(nil, typedNil)} {
 		var tl *timeline.Timeline
 		noPanicT(t, func() {
 			ctx, c := timeline.Record(context.Background())
