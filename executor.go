@@ -191,10 +191,11 @@ func NewDefaultExecutor(opts ...Option) *Executor {
 }
 
 // quantileTriggerWith hedges at quantile q of the key's latencies, after
-// fallback (policy.DefaultHedgeDelay if not positive) until they are known.
+// fallback (the default hedge delay if not positive) until they are known.
 func quantileTriggerWith(q float64, fallback time.Duration) TriggerFactory {
 	if fallback <= 0 {
-		fallback = policy.DefaultHedgeDelay
+		p, _ := policy.Policy{}.Normalize()
+		fallback = p.Hedge.Delay
 	}
 	return func(t *hedge.LatencyTracker) hedge.Trigger {
 		return hedge.NewLatencyTrigger(t, q, hedge.Fallback(fallback))

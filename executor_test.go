@@ -134,7 +134,7 @@ func TestNormalizeClampsAndTimelineSaysSo(t *testing.T) {
 		t.Fatalf("attributes = %v", tl.Attributes)
 	}
 	c, err := e.Explain(context.Background(), "svc.Op")
-	if err != nil || c.Policy.Retry.MaxAttempts != policy.MaxMaxAttempts {
+	if err != nil || c.Policy.Retry.MaxAttempts != 10 /* the bound */ {
 		t.Fatalf("compiled %+v, %v", c, err)
 	}
 }
@@ -366,7 +366,7 @@ func TestZeroExecutorWorks(t *testing.T) {
 		t.Fatalf("err %v calls %d attrs %v", err, calls.Load(), tl.Attributes)
 	}
 	c, err := e.Explain(context.Background(), "svc.Op")
-	if err != nil || c.Policy.Retry.MaxAttempts != policy.DefaultMaxAttempts || c.Policy.Retry.Jitter != policy.JitterFull {
+	if err != nil || c.Policy.Retry.MaxAttempts != 3 /* the default */ || c.Policy.Retry.Jitter != policy.JitterFull {
 		t.Fatalf("zero executor policy %+v, %v", c.Policy.Retry, err)
 	}
 }

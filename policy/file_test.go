@@ -33,7 +33,7 @@ func TestParseTheSampleFile(t *testing.T) {
 	want := Policy{
 		Key: ParseKey("payments.Charge"), ID: "payments-v3",
 		Retry: RetryPolicy{MaxAttempts: 2, InitialBackoff: 50 * time.Millisecond, MaxBackoff: time.Second, Multiplier: 2,
-			Jitter: JitterEqual, TimeoutPerAttempt: 800 * time.Millisecond, OverallTimeout: 2 * time.Second, MaxRetryAfter: DefaultMaxRetryAfter},
+			Jitter: JitterEqual, TimeoutPerAttempt: 800 * time.Millisecond, OverallTimeout: 2 * time.Second, MaxRetryAfter: defaultMaxRetryAfter},
 		Hedge:      HedgePolicy{Enabled: true, Delay: 20 * time.Millisecond, Quantile: 0.99, MaxHedges: 1, Budget: "hedges"},
 		Circuit:    CircuitPolicy{Enabled: true, ConsecutiveFailures: 5, Cooldown: 10 * time.Second, HalfOpenProbes: 1},
 		Budget:     "retries",

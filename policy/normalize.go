@@ -5,51 +5,51 @@ import (
 	"time"
 )
 
-// Bounds and defaults Normalize applies. A zero field means "unset" and
-// takes its default silently; a set field outside its bounds is clamped to
-// the nearest bound and reported.
+// Bounds and defaults Normalize applies (see the table in its doc). A zero
+// field means "unset" and takes its default silently; a set field outside
+// its bounds is clamped to the nearest bound and reported.
 const (
-	DefaultMaxAttempts = 3
-	MinMaxAttempts     = 1
-	MaxMaxAttempts     = 10
+	defaultMaxAttempts = 3
+	minMaxAttempts     = 1
+	maxMaxAttempts     = 10
 
-	DefaultInitialBackoff = 10 * time.Millisecond
-	MinBackoff            = time.Millisecond
-	MaxInitialBackoff     = time.Minute
-	DefaultMaxBackoff     = 250 * time.Millisecond
-	MaxMaxBackoff         = 5 * time.Minute
+	defaultInitialBackoff = 10 * time.Millisecond
+	minBackoff            = time.Millisecond
+	maxInitialBackoff     = time.Minute
+	defaultMaxBackoff     = 250 * time.Millisecond
+	maxMaxBackoff         = 5 * time.Minute
 
-	DefaultMultiplier = 2.0
-	MinMultiplier     = 1.0
-	MaxMultiplier     = 10.0
+	defaultMultiplier = 2.0
+	minMultiplier     = 1.0
+	maxMultiplier     = 10.0
 
-	// Timeouts: 0 means none; otherwise between MinTimeout and MaxTimeout.
-	MinTimeout = time.Millisecond
-	MaxTimeout = 5 * time.Minute
+	// Timeouts: 0 means none; otherwise between minTimeout and maxTimeout.
+	minTimeout = time.Millisecond
+	maxTimeout = 5 * time.Minute
 
-	DefaultMaxRetryAfter = 10 * time.Second
-	MaxMaxRetryAfter     = 5 * time.Minute
+	defaultMaxRetryAfter = 10 * time.Second
+	maxMaxRetryAfter     = 5 * time.Minute
 
-	DefaultHedgeDelay = 10 * time.Millisecond
-	MinHedgeDelay     = time.Millisecond
-	MaxHedgeDelay     = time.Minute
-	MinQuantile       = 0.5
-	MaxQuantile       = 0.999
-	MaxMaxHedges      = 3
+	defaultHedgeDelay = 10 * time.Millisecond
+	minHedgeDelay     = time.Millisecond
+	maxHedgeDelay     = time.Minute
+	minQuantile       = 0.5
+	maxQuantile       = 0.999
+	maxMaxHedges      = 3
 
-	DefaultConsecutiveFailures = 5
-	MaxConsecutiveFailures     = 1000
-	DefaultCooldown            = 10 * time.Second
-	MinCooldown                = 10 * time.Millisecond
-	MaxCooldown                = 5 * time.Minute
-	MaxHalfOpenProbes          = 100
-	DefaultWindow              = time.Minute
-	MinWindow                  = time.Second
-	MaxWindow                  = 10 * time.Minute
-	DefaultMinRequests         = 10
-	MaxMinRequests             = 10000
+	defaultConsecutiveFailures = 5
+	maxConsecutiveFailures     = 1000
+	defaultCooldown            = 10 * time.Second
+	minCooldown                = 10 * time.Millisecond
+	maxCooldown                = 5 * time.Minute
+	maxHalfOpenProbes          = 100
+	defaultWindow              = time.Minute
+	minWindow                  = time.Second
+	maxWindow                  = 10 * time.Minute
+	defaultMinRequests         = 10
+	maxMinRequests             = 10000
 
-	MaxBudgetCost = 1000
+	maxBudgetCost = 1000
 )
 
 // Normalize returns p with every field inside its bounds, and the names of
@@ -57,6 +57,32 @@ const (
 // format). Unset (zero) fields take their defaults and are not reported.
 // Every section is normalized, enabled or not. Normalize is idempotent:
 // normalizing its result changes nothing and reports nothing.
+//
+// The defaults and bounds, by field as the policy file names it:
+//
+//	field                          default   min        max
+//	retry.max_attempts             3         1          10
+//	retry.initial_backoff          10ms      1ms        1m
+//	retry.max_backoff              250ms *   initial    5m
+//	retry.multiplier               2         1          10
+//	retry.jitter                   full **   none       decorrelated (else full)
+//	retry.timeout_per_attempt      0 (none)  1ms        5m
+//	retry.overall_timeout          0 (none)  1ms        5m
+//	retry.max_retry_after          10s       1ms        5m
+//	hedge.delay                    10ms      1ms        1m
+//	hedge.quantile                 0 (fixed) 0.5        0.999
+//	hedge.max_hedges               1         1          3
+//	circuit.consecutive_failures   5         1          1000
+//	circuit.cooldown               10s       10ms       5m
+//	circuit.half_open_probes       1         1          100
+//	circuit.failure_ratio          0 (off)   0.01       1
+//	circuit.window                 1m        1s         10m
+//	circuit.min_requests           10        1          10000
+//	budget_cost                    1         1          1000
+//
+// (*) or initial_backoff, if larger. (**) see below. A negative timeout is
+// clamped to 0 (none); a NaN multiplier, quantile (0.999) or failure
+// ratio (0.5) takes a default and is reported.
 //
 // Jitter's zero value is JitterNone, so a zero Jitter cannot tell "unset"
 // from "none" by itself. A retry section that sets no part of the backoff
@@ -71,40 +97,40 @@ func (p Policy) Normalize() (Policy, []string) {
 	if r.InitialBackoff == 0 && r.MaxBackoff == 0 && r.Multiplier == 0 && r.Jitter == JitterNone {
 		r.Jitter = JitterFull
 	}
-	r.MaxAttempts = in(&n, "retry.max_attempts", r.MaxAttempts, DefaultMaxAttempts, MinMaxAttempts, MaxMaxAttempts)
-	r.InitialBackoff = in(&n, "retry.initial_backoff", r.InitialBackoff, DefaultInitialBackoff, MinBackoff, MaxInitialBackoff)
-	defMax := DefaultMaxBackoff
+	r.MaxAttempts = in(&n, "retry.max_attempts", r.MaxAttempts, defaultMaxAttempts, minMaxAttempts, maxMaxAttempts)
+	r.InitialBackoff = in(&n, "retry.initial_backoff", r.InitialBackoff, defaultInitialBackoff, minBackoff, maxInitialBackoff)
+	defMax := defaultMaxBackoff
 	if defMax < r.InitialBackoff {
 		defMax = r.InitialBackoff
 	}
-	r.MaxBackoff = in(&n, "retry.max_backoff", r.MaxBackoff, defMax, r.InitialBackoff, MaxMaxBackoff)
-	r.Multiplier = n.floatIn("retry.multiplier", r.Multiplier, DefaultMultiplier, MinMultiplier, MaxMultiplier)
+	r.MaxBackoff = in(&n, "retry.max_backoff", r.MaxBackoff, defMax, r.InitialBackoff, maxMaxBackoff)
+	r.Multiplier = n.floatIn("retry.multiplier", r.Multiplier, defaultMultiplier, minMultiplier, maxMultiplier)
 	if r.Jitter > JitterDecorrelated {
 		r.Jitter = JitterFull
 		n.clamped("retry.jitter")
 	}
-	r.TimeoutPerAttempt = n.optionalDur("retry.timeout_per_attempt", r.TimeoutPerAttempt, MinTimeout, MaxTimeout)
-	r.OverallTimeout = n.optionalDur("retry.overall_timeout", r.OverallTimeout, MinTimeout, MaxTimeout)
-	r.MaxRetryAfter = in(&n, "retry.max_retry_after", r.MaxRetryAfter, DefaultMaxRetryAfter, MinTimeout, MaxMaxRetryAfter)
+	r.TimeoutPerAttempt = n.optionalDur("retry.timeout_per_attempt", r.TimeoutPerAttempt, minTimeout, maxTimeout)
+	r.OverallTimeout = n.optionalDur("retry.overall_timeout", r.OverallTimeout, minTimeout, maxTimeout)
+	r.MaxRetryAfter = in(&n, "retry.max_retry_after", r.MaxRetryAfter, defaultMaxRetryAfter, minTimeout, maxMaxRetryAfter)
 
 	h := &p.Hedge
-	h.Delay = in(&n, "hedge.delay", h.Delay, DefaultHedgeDelay, MinHedgeDelay, MaxHedgeDelay)
+	h.Delay = in(&n, "hedge.delay", h.Delay, defaultHedgeDelay, minHedgeDelay, maxHedgeDelay)
 	if h.Quantile != 0 || math.IsNaN(h.Quantile) {
-		h.Quantile = n.floatIn("hedge.quantile", h.Quantile, MaxQuantile, MinQuantile, MaxQuantile)
+		h.Quantile = n.floatIn("hedge.quantile", h.Quantile, maxQuantile, minQuantile, maxQuantile)
 	}
-	h.MaxHedges = in(&n, "hedge.max_hedges", h.MaxHedges, 1, 1, MaxMaxHedges)
+	h.MaxHedges = in(&n, "hedge.max_hedges", h.MaxHedges, 1, 1, maxMaxHedges)
 
 	c := &p.Circuit
-	c.ConsecutiveFailures = in(&n, "circuit.consecutive_failures", c.ConsecutiveFailures, DefaultConsecutiveFailures, 1, MaxConsecutiveFailures)
-	c.Cooldown = in(&n, "circuit.cooldown", c.Cooldown, DefaultCooldown, MinCooldown, MaxCooldown)
-	c.HalfOpenProbes = in(&n, "circuit.half_open_probes", c.HalfOpenProbes, 1, 1, MaxHalfOpenProbes)
+	c.ConsecutiveFailures = in(&n, "circuit.consecutive_failures", c.ConsecutiveFailures, defaultConsecutiveFailures, 1, maxConsecutiveFailures)
+	c.Cooldown = in(&n, "circuit.cooldown", c.Cooldown, defaultCooldown, minCooldown, maxCooldown)
+	c.HalfOpenProbes = in(&n, "circuit.half_open_probes", c.HalfOpenProbes, 1, 1, maxHalfOpenProbes)
 	if c.FailureRatio != 0 || math.IsNaN(c.FailureRatio) {
 		c.FailureRatio = n.floatIn("circuit.failure_ratio", c.FailureRatio, 0.5, 0.01, 1)
 	}
-	c.Window = in(&n, "circuit.window", c.Window, DefaultWindow, MinWindow, MaxWindow)
-	c.MinRequests = in(&n, "circuit.min_requests", c.MinRequests, DefaultMinRequests, 1, MaxMinRequests)
+	c.Window = in(&n, "circuit.window", c.Window, defaultWindow, minWindow, maxWindow)
+	c.MinRequests = in(&n, "circuit.min_requests", c.MinRequests, defaultMinRequests, 1, maxMinRequests)
 
-	p.BudgetCost = in(&n, "budget_cost", p.BudgetCost, 1, 1, MaxBudgetCost)
+	p.BudgetCost = in(&n, "budget_cost", p.BudgetCost, 1, 1, maxBudgetCost)
 	return p, n.fields
 }
 

@@ -67,7 +67,7 @@ func DatabaseDefaults() Option {
 		p.Retry = RetryPolicy{
 			MaxAttempts: 3, InitialBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Multiplier: 2,
 			Jitter: JitterEqual, TimeoutPerAttempt: time.Second, OverallTimeout: 5 * time.Second,
-			MaxRetryAfter: DefaultMaxRetryAfter,
+			MaxRetryAfter: defaultMaxRetryAfter,
 		}
 		p.Hedge = HedgePolicy{}
 	}

@@ -126,12 +126,12 @@ func New(key string, opts ...Option) Policy {
 func Defaults() Policy {
 	return Policy{
 		Retry: RetryPolicy{
-			MaxAttempts:    DefaultMaxAttempts,
-			InitialBackoff: DefaultInitialBackoff,
-			MaxBackoff:     DefaultMaxBackoff,
-			Multiplier:     DefaultMultiplier,
+			MaxAttempts:    defaultMaxAttempts,
+			InitialBackoff: defaultInitialBackoff,
+			MaxBackoff:     defaultMaxBackoff,
+			Multiplier:     defaultMultiplier,
 			Jitter:         JitterFull,
-			MaxRetryAfter:  DefaultMaxRetryAfter,
+			MaxRetryAfter:  defaultMaxRetryAfter,
 		},
 		BudgetCost: 1,
 	}

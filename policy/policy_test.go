@@ -63,16 +63,16 @@ func TestNormalizeClampsEverySectionAndReports(t *testing.T) {
 		t.Fatalf("clamped\n %v\nwant\n %v", clamped, want)
 	}
 	r := got.Retry
-	if r.MaxAttempts != MaxMaxAttempts || r.InitialBackoff != MinBackoff || r.MaxBackoff != MaxMaxBackoff ||
-		r.Multiplier != MaxMultiplier || r.TimeoutPerAttempt != 0 || r.OverallTimeout != MaxTimeout {
+	if r.MaxAttempts != maxMaxAttempts || r.InitialBackoff != minBackoff || r.MaxBackoff != maxMaxBackoff ||
+		r.Multiplier != maxMultiplier || r.TimeoutPerAttempt != 0 || r.OverallTimeout != maxTimeout {
 		t.Fatalf("retry = %+v", r)
 	}
 	// The seed returned early when hedging was off; circuit fields must be
 	// clamped regardless.
-	if got.Circuit.ConsecutiveFailures != 1 || got.Circuit.Cooldown != MinCooldown || got.Circuit.HalfOpenProbes != MaxHalfOpenProbes {
+	if got.Circuit.ConsecutiveFailures != 1 || got.Circuit.Cooldown != minCooldown || got.Circuit.HalfOpenProbes != maxHalfOpenProbes {
 		t.Fatalf("circuit = %+v", got.Circuit)
 	}
-	if got.Hedge.Quantile != MaxQuantile || got.Hedge.MaxHedges != MaxMaxHedges || got.BudgetCost != 1 {
+	if got.Hedge.Quantile != maxQuantile || got.Hedge.MaxHedges != maxMaxHedges || got.BudgetCost != 1 {
 		t.Fatalf("hedge = %+v cost %d", got.Hedge, got.BudgetCost)
 	}
 	again, clamped2 := got.Normalize()
@@ -98,7 +98,7 @@ func TestPresetsAreInBounds(t *testing.T) {
 			t.Errorf("%s preset is out of bounds: %v", name, clamped)
 		}
 	}
-	if p := New("k", BackgroundJobDefaults()); p.Retry.TimeoutPerAttempt != 0 || p.Retry.MaxAttempts <= DefaultMaxAttempts {
+	if p := New("k", BackgroundJobDefaults()); p.Retry.TimeoutPerAttempt != 0 || p.Retry.MaxAttempts <= defaultMaxAttempts {
 		t.Errorf("background preset = %+v", p.Retry)
 	}
 	if p := New("k", LowLatencyDefaults()); !p.Hedge.Enabled || p.Retry.MaxAttempts != 2 {
