@@ -1,6 +1,10 @@
 package endpoint
 
-import "context"
+import (
+	"context"
+
+	"github.com/recourse-go/recourse/internal/tryctx"
+)
 
 // BreakerState is the state of a key's circuit breaker as inner decorators
 // see it. The zero value, BreakerClosed, is also what is seen when the
@@ -63,44 +67,17 @@ func (a AttemptInfo) IsHedge() bool { return a.HedgeIndex > 0 }
 // hedge. Budgets never charge it.
 func (a AttemptInfo) IsFirst() bool { return a.Attempt <= 1 && a.HedgeIndex == 0 }
 
-type attemptKey struct{}
-
-// attemptCtx carries an AttemptInfo with one allocation (a plain
-// context.WithValue would box the struct separately).
-type attemptCtx struct {
-	context.Context
-	info AttemptInfo
-}
-
-func (c *attemptCtx) Value(key any) any {
-	if key == (attemptKey{}) {
-		return c
-	}
-	return c.Context.Value(key)
-}
-
-// WithAttempt returns a context carrying info.
+// WithAttempt returns a context carrying info. The retry loop and the
+// hedge decorator call it for each try; tests of an operation can use it
+// to run the operation as a given try.
 func WithAttempt(ctx context.Context, info AttemptInfo) context.Context {
-	return &attemptCtx{Context: ctx, info: info}
+	return tryctx.WithAttempt(ctx, info)
 }
 
 // AttemptFromContext returns the AttemptInfo of the innermost try in ctx.
 func AttemptFromContext(ctx context.Context) (AttemptInfo, bool) {
-	if c, ok := ctx.Value(attemptKey{}).(*attemptCtx); ok {
-		return c.info, true
+	if c, ok := tryctx.AttemptOf[AttemptInfo](ctx); ok {
+		return c.Info, true
 	}
 	return AttemptInfo{}, false
-}
-
-// WithBreakerState records the breaker's state in ctx's AttemptInfo and
-// returns the context to use. When ctx already carries an AttemptInfo the
-// record is updated in place, allocating nothing: the retry loop gives each
-// attempt its own, and the breaker runs before any hedge copies it. Only
-// decorators on the attempt's own goroutine should call it.
-func WithBreakerState(ctx context.Context, s BreakerState) context.Context {
-	if c, ok := ctx.Value(attemptKey{}).(*attemptCtx); ok {
-		c.info.Breaker = s
-		return ctx
-	}
-	return WithAttempt(ctx, AttemptInfo{Attempt: 1, Breaker: s})
 }

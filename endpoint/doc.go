@@ -14,5 +14,6 @@
 // breaker and hedge decorators, tells inner decorators and the operation
 // itself which try is running.
 //
-// This package imports nothing else from recourse.
+// This package imports nothing else from recourse but the leaf internal
+// package that implements its context plumbing.
 package endpoint

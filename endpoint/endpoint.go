@@ -48,13 +48,13 @@ func FromErrFunc(op func(context.Context) error) Endpoint {
 func ToFunc[T any](e Endpoint, request any) func(context.Context) (T, error) {
 	return func(ctx context.Context) (T, error) {
 		resp, err := e(ctx, request)
-		return As[T](resp, err)
+		return as[T](resp, err)
 	}
 }
 
-// As converts an endpoint's (response, error) pair to a typed one. A nil
+// as converts an endpoint's (response, error) pair to a typed one. A nil
 // response gives T's zero value.
-func As[T any](resp any, err error) (T, error) {
+func as[T any](resp any, err error) (T, error) {
 	if resp == nil {
 		var zero T
 		return zero, err

@@ -1,6 +1,10 @@
 package endpoint
 
-import "context"
+import (
+	"context"
+
+	"github.com/recourse-go/recourse/internal/tryctx"
+)
 
 // Responses that hold resources — an HTTP response with an open body —
 // need two things from the decorators around them, which the interfaces
@@ -12,13 +16,6 @@ import "context"
 // that lost a hedge race. Discard drains and closes what the response holds.
 type Discarder interface {
 	Discard()
-}
-
-// Discard releases resp if it holds resources; any other value is ignored.
-func Discard(resp any) {
-	if d, ok := resp.(Discarder); ok {
-		d.Discard()
-	}
 }
 
 // CancelAdopter is implemented by responses whose content is read after
@@ -39,39 +36,13 @@ type Statuser interface {
 	AttemptStatus() string
 }
 
-type duplicationKey struct{}
-
-// duplication says which duplicates of a call a context forbids.
-type duplication uint8
-
-const (
-	noHedges   duplication = 1 << iota // sequential retries only
-	noRetries                          // nothing after the first try
-	atMostOnce = noHedges | noRetries
-)
-
-func forbid(ctx context.Context, d duplication) context.Context {
-	cur, _ := ctx.Value(duplicationKey{}).(duplication)
-	return context.WithValue(ctx, duplicationKey{}, cur|d)
-}
-
-func forbidden(ctx context.Context) duplication {
-	d, _ := ctx.Value(duplicationKey{}).(duplication)
-	return d
-}
-
 // AtMostOnce returns a context under which the call must not be
 // duplicated: the retry loop makes one attempt and no hedge is spawned.
-// Transports use it for non-idempotent requests.
-func AtMostOnce(ctx context.Context) context.Context { return forbid(ctx, atMostOnce) }
-
-// IsAtMostOnce reports whether ctx forbids any further try of the call.
-func IsAtMostOnce(ctx context.Context) bool { return forbidden(ctx)&noRetries != 0 }
+// Transports use it for non-idempotent requests; so can any caller whose
+// operation must not run twice.
+func AtMostOnce(ctx context.Context) context.Context { return tryctx.AtMostOnce(ctx) }
 
 // WithoutHedging returns a context under which tries of the call may be
 // retried one after another but never run concurrently: for calls whose
 // tries share state, such as a stream or a reply message.
-func WithoutHedging(ctx context.Context) context.Context { return forbid(ctx, noHedges) }
-
-// HedgingAllowed reports whether ctx allows concurrent tries of the call.
-func HedgingAllowed(ctx context.Context) bool { return forbidden(ctx)&noHedges == 0 }
+func WithoutHedging(ctx context.Context) context.Context { return tryctx.WithoutHedging(ctx) }

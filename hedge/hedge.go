@@ -11,6 +11,7 @@ import (
 	"github.com/recourse-go/recourse/endpoint"
 	"github.com/recourse-go/recourse/internal/lazyctx"
 	"github.com/recourse-go/recourse/internal/record"
+	"github.com/recourse-go/recourse/internal/tryctx"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/timeline"
 )
@@ -65,7 +66,7 @@ func New(trigger Trigger, opts ...Option) endpoint.Middleware {
 func (h *hedger) run(ctx context.Context, req any, next endpoint.Endpoint) (resp any, err error) {
 	info, _ := endpoint.AttemptFromContext(ctx)
 	delay, ok := h.trigger.Delay()
-	if !ok || h.maxHedges < 1 || info.Breaker != endpoint.BreakerClosed || info.IsHedge() || !endpoint.HedgingAllowed(ctx) {
+	if !ok || h.maxHedges < 1 || info.Breaker != endpoint.BreakerClosed || info.IsHedge() || !tryctx.HedgingAllowed(ctx) {
 		return h.single(ctx, req, next)
 	}
 	if info.Attempt == 0 {
@@ -269,7 +270,7 @@ func (g *group) fire() {
 		drop = g.consider(idx, resp, err)
 	}
 	g.mu.Unlock()
-	endpoint.Discard(drop)
+	tryctx.Discard(drop)
 	g.notify()
 	finished = true
 }
@@ -311,7 +312,7 @@ func (g *group) panicked(idx int, v any, running bool) {
 	g.notify()
 	func() {
 		defer func() { _ = recover() }() // already reporting a panic
-		endpoint.Discard(drop)
+		tryctx.Discard(drop)
 	}()
 }
 
@@ -421,11 +422,11 @@ func (g *group) primaryDone(outer context.Context, resp any, err error) (any, er
 		c.Cancel()
 	}
 	if p != nil {
-		endpoint.Discard(resp) // a panic outranks any result
+		tryctx.Discard(resp) // a panic outranks any result
 		resp, err = nil, p.err
 	}
 	for _, d := range drops {
-		endpoint.Discard(d)
+		tryctx.Discard(d)
 	}
 	if g.held != nil {
 		var label func(*timeline.AttemptRecord)
@@ -433,7 +434,7 @@ func (g *group) primaryDone(outer context.Context, resp any, err error) (any, er
 			label = raceLabels(winner, g.late, p == nil && (err == nil || isSuccess(g.ctx, resp, err)))
 		}
 		if perr := g.releaseRecords(outer, label); perr != nil && p == nil {
-			endpoint.Discard(resp)
+			tryctx.Discard(resp)
 			resp, err = nil, perr
 		}
 	}
@@ -480,7 +481,7 @@ func (g *group) abandon() {
 	g.wg.Wait()
 	defer func() { _ = recover() }() // the primary's panic is the one reported
 	for _, d := range drops {
-		endpoint.Discard(d)
+		tryctx.Discard(d)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/recourse-go/recourse/endpoint"
 	"github.com/recourse-go/recourse/internal/record"
+	"github.com/recourse-go/recourse/internal/tryctx"
 	"github.com/recourse-go/recourse/timeline"
 )
 
@@ -212,7 +213,7 @@ func Breaker(b *CircuitBreaker) endpoint.Middleware {
 				admitted = true
 				// gobreaker moved the state (and told us) while admitting.
 				state := endpoint.BreakerState(b.state.Load())
-				resp, err = next(endpoint.WithBreakerState(ctx, state), req)
+				resp, err = next(withBreakerState(ctx, state), req)
 				return struct{}{}, breakerVerdict(ctx, resp, err)
 			})
 			if !admitted {
@@ -250,4 +251,17 @@ func u32(n int) uint32 {
 		return math.MaxUint32
 	}
 	return uint32(n)
+}
+
+// withBreakerState records the breaker's state in ctx's AttemptInfo and
+// returns the context to use. When ctx already carries an AttemptInfo the
+// record is updated in place, allocating nothing: the retry loop gives each
+// attempt its own, and the breaker runs before any hedge copies it. Only
+// the breaker, on the attempt's own goroutine, calls it.
+func withBreakerState(ctx context.Context, s endpoint.BreakerState) context.Context {
+	if c, ok := tryctx.AttemptOf[endpoint.AttemptInfo](ctx); ok {
+		c.Info.Breaker = s
+		return ctx
+	}
+	return endpoint.WithAttempt(ctx, endpoint.AttemptInfo{Attempt: 1, Breaker: s})
 }

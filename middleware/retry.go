@@ -9,6 +9,7 @@ import (
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
 	"github.com/recourse-go/recourse/internal/record"
+	"github.com/recourse-go/recourse/internal/tryctx"
 	"github.com/recourse-go/recourse/timeline"
 )
 
@@ -59,7 +60,7 @@ type retrier struct {
 //     outlast ctx's deadline.
 //
 // A context marked endpoint.AtMostOnce gets one attempt. Responses of
-// attempts the loop moves past are released (endpoint.Discard).
+// attempts the loop moves past are released (endpoint.Discarder).
 //
 // The caller gets the last attempt's own error (never the verdict wrapper),
 // so errors.Is finds the operation's error. When ctx is cancelled during a
@@ -99,26 +100,26 @@ func (r *retrier) run(ctx context.Context, req any, next endpoint.Endpoint) (any
 		actx := endpoint.WithAttempt(ctx, endpoint.AttemptInfo{Key: r.key, PolicyID: r.policyID, Attempt: attempt})
 		resp, err := next(actx, req)
 		if err == nil {
-			endpoint.Discard(lastResp)
+			tryctx.Discard(lastResp)
 			return resp, nil
 		}
 		v := VerdictOf(ctx, resp, err)
 		if refused(v) {
 			if lastErr != nil {
-				endpoint.Discard(resp)
+				tryctx.Discard(resp)
 				return lastResp, lastErr
 			}
 			return resp, unwrapVerdict(err)
 		}
-		endpoint.Discard(lastResp) // superseded by this attempt's
+		tryctx.Discard(lastResp) // superseded by this attempt's
 		lastResp, lastErr = resp, unwrapVerdict(err)
-		if v.Outcome != timeline.OutcomeRetryable || attempt >= r.maxAttempts || endpoint.IsAtMostOnce(ctx) {
+		if v.Outcome != timeline.OutcomeRetryable || attempt >= r.maxAttempts || tryctx.IsAtMostOnce(ctx) {
 			return final(resp, err)
 		}
 		delay := v.RetryAfter
 		if delay > 0 {
 			if r.maxPushback > 0 && delay > r.maxPushback {
-				endpoint.Discard(resp)
+				tryctx.Discard(resp)
 				return nil, fmt.Errorf("%w (asked %v, limit %v): %w", ErrPushbackTooLong, delay, r.maxPushback, lastErr)
 			}
 		} else {
@@ -133,7 +134,7 @@ func (r *retrier) run(ctx context.Context, req any, next endpoint.Endpoint) (any
 		}
 		record.FromContext(ctx).SetBackoff(attempt, delay)
 		if serr := clock.Sleep(ctx, r.clock, delay); serr != nil {
-			endpoint.Discard(resp)
+			tryctx.Discard(resp)
 			return nil, fmt.Errorf("%w (while waiting to retry after: %w)", serr, lastErr)
 		}
 	}

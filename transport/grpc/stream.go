@@ -12,6 +12,7 @@ import (
 
 	"github.com/recourse-go/recourse"
 	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/internal/tryctx"
 )
 
 // StreamClientInterceptor returns an interceptor that retries streams
@@ -101,7 +102,7 @@ func (o *opening) tryOpts(extra ...grpc.CallOption) ([]grpc.CallOption, *tryFini
 func (o *opening) opened(resp any, err error) (*openStream, error) {
 	if err != nil {
 		err = original(err)
-		endpoint.Discard(resp)
+		tryctx.Discard(resp)
 		for _, f := range o.onFinish {
 			f(err)
 		}

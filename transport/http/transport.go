@@ -14,6 +14,7 @@ import (
 	"github.com/recourse-go/recourse"
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/internal/tryctx"
 	"github.com/recourse-go/recourse/middleware"
 )
 
@@ -326,7 +327,7 @@ func (t *Transport) attempt(ctx context.Context, request any) (any, error) {
 	// a final failed status goes back to the caller with its body unread.
 	tr.detach(c.req.Context())
 	r := newResponse(hr, tr)
-	if r.body != nil && IsRetryableStatus(hr.StatusCode) && !endpoint.IsAtMostOnce(ctx) && hr.ContentLength <= maxDrain {
+	if r.body != nil && IsRetryableStatus(hr.StatusCode) && !tryctx.IsAtMostOnce(ctx) && hr.ContentLength <= maxDrain {
 		r.body.peek()
 	}
 	se := &StatusError{Code: hr.StatusCode, Status: hr.Status}
