@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/internal/mwopt"
 	"github.com/recourse-go/recourse/internal/record"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/policy"
@@ -65,7 +66,7 @@ func (e *Executor) compile(key string, ans answer) *entry {
 	if refusal != nil {
 		en.refusal = refusal
 		en.mw = endpoint.Chain(
-			middleware.Observe(key, middleware.WithObserver(e.callObserver()), middleware.ObserveClock(e.opts.Clock), middleware.WithAttributes(attrs)),
+			middleware.Observe(key, middleware.WithObserver(e.callObserver()), middleware.ObserveClock(e.opts.Clock), mwopt.WithAttributes.(func(map[string]string) middleware.ObserveOption)(attrs)),
 			refuse(refusal),
 		)
 	}

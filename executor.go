@@ -13,6 +13,7 @@ import (
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
 	"github.com/recourse-go/recourse/hedge"
+	"github.com/recourse-go/recourse/internal/mwopt"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/policy"
 	"github.com/recourse-go/recourse/timeline"
@@ -663,7 +664,7 @@ func (e *Executor) refused(key string, err error) *entry {
 	attrs := map[string]string{}
 	en := &entry{key: key, refusal: err}
 	en.mw = endpoint.Chain(
-		middleware.Observe(key, middleware.WithObserver(e.callObserver()), middleware.ObserveClock(e.opts.Clock), middleware.WithAttributes(attrs)),
+		middleware.Observe(key, middleware.WithObserver(e.callObserver()), middleware.ObserveClock(e.opts.Clock), mwopt.WithAttributes.(func(map[string]string) middleware.ObserveOption)(attrs)),
 		refuse(err),
 	)
 	en.ep = en.mw(e.terminal(key))

@@ -148,7 +148,7 @@ type missingBudget struct{}
 
 func (missingBudget) Take(_ context.Context, t middleware.Try) middleware.Decision {
 	if t.Kind == middleware.TryFirst {
-		return middleware.Decision{Allowed: true, Reason: middleware.ReasonFirstTry}
+		return middleware.Decision{Allowed: true, Reason: "first_try"}
 	}
 	return middleware.Decision{Allowed: false, Reason: "budget_missing"}
 }

@@ -49,7 +49,12 @@ type Try struct {
 type Decision struct {
 	// Allowed reports whether the try may run.
 	Allowed bool
-	// Reason explains the decision ("budget_denied", "ratio_exceeded", …).
+	// Reason explains the decision. The budgets of this package give
+	// "first_try" (a first try, always allowed), "tokens_available" /
+	// "tokens_exhausted" (token bucket), "ratio_available" /
+	// "ratio_exceeded" (ratio) and "throttle_open" / "throttle_closed"
+	// (throttle), "unlimited" (UnlimitedBudget); the executor adds
+	// "budget_missing" for a budget it cannot resolve.
 	Reason string
 }
 

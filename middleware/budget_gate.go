@@ -12,8 +12,8 @@ import (
 // BudgetOption configures BudgetGate.
 type BudgetOption func(*budgetGate)
 
-// BudgetName names the budget in observer events.
-func BudgetName(name string) BudgetOption { return func(g *budgetGate) { g.name = name } }
+// budgetName names the budget in observer events.
+func budgetName(name string) BudgetOption { return func(g *budgetGate) { g.name = name } }
 
 // BudgetCostPerTry sets the tokens each retry or hedge takes (default 1).
 func BudgetCostPerTry(n int) BudgetOption { return func(g *budgetGate) { g.cost = n } }
@@ -24,9 +24,9 @@ func HedgeBudget(name string, b Budget) BudgetOption {
 	return func(g *budgetGate) { g.hedgeName, g.hedge = name, b }
 }
 
-// RecoverBudgetPanics turns a panic in the budget into a *PanicError
+// recoverBudgetPanics turns a panic in the budget into a *PanicError
 // (component "budget") for key, refusing the try.
-func RecoverBudgetPanics(key string) BudgetOption {
+func recoverBudgetPanics(key string) BudgetOption {
 	return func(g *budgetGate) { g.key, g.recover = key, true }
 }
 

@@ -80,10 +80,10 @@ func NewRatioBudget(opts ...RatioOption) *RatioBudget {
 	return b
 }
 
-// Ratio budget decision reasons.
+// Ratio budget decision reasons (Decision.Reason).
 const (
-	ReasonRatioAvailable = "ratio_available"
-	ReasonRatioExceeded  = "ratio_exceeded"
+	reasonRatioAvailable = "ratio_available"
+	reasonRatioExceeded  = "ratio_exceeded"
 )
 
 // Take counts a first try, or admits a retry or hedge if extras in the
@@ -103,7 +103,7 @@ func (b *RatioBudget) Take(_ context.Context, t Try) Decision {
 	}
 	if t.Kind == TryFirst {
 		cur.firsts++
-		return Decision{Allowed: true, Reason: ReasonFirstTry}
+		return Decision{Allowed: true, Reason: reasonFirstTry}
 	}
 	var firsts, extras float64
 	for i := range b.slots {
@@ -115,10 +115,10 @@ func (b *RatioBudget) Take(_ context.Context, t Try) Decision {
 	}
 	cost := float64(costOf(t))
 	if extras+cost > b.ratio*firsts+b.floor*b.window.Seconds() {
-		return Decision{Allowed: false, Reason: ReasonRatioExceeded}
+		return Decision{Allowed: false, Reason: reasonRatioExceeded}
 	}
 	cur.extras += cost
-	return Decision{Allowed: true, Reason: ReasonRatioAvailable}
+	return Decision{Allowed: true, Reason: reasonRatioAvailable}
 }
 
 // index returns the slot index of at, starting a fresh window when at is

@@ -15,7 +15,7 @@ import (
 
 func budgetChain(b Budget, attempts int, ep endpoint.Endpoint) endpoint.Endpoint {
 	return endpoint.Chain(Observe("k"), Retry(MaxAttempts(attempts), WithBackoff(BackoffConfig{Initial: time.Microsecond, Max: time.Microsecond, Multiplier: 1})),
-		BudgetGate(b, BudgetName("retries")), Classify(nil))(ep)
+		BudgetGate(b, budgetName("retries")), Classify(nil))(ep)
 }
 
 func TestTokenBucketCapacityZeroAllowsOnlyTheFirstAttempt(t *testing.T) {
@@ -117,7 +117,7 @@ type panickyBudget struct{}
 func (panickyBudget) Take(context.Context, Try) Decision { panic("budget bug") }
 
 func TestBudgetPanicBecomesPanicError(t *testing.T) {
-	ep := BudgetGate(panickyBudget{}, RecoverBudgetPanics("a.b"))(endpoint.Nop)
+	ep := BudgetGate(panickyBudget{}, recoverBudgetPanics("a.b"))(endpoint.Nop)
 	_, err := ep(endpoint.WithAttempt(context.Background(), endpoint.AttemptInfo{Attempt: 2}), nil)
 	var pe *PanicError
 	if !errors.As(err, &pe) || pe.Component != "budget" || pe.Key != "a.b" {
@@ -143,7 +143,7 @@ func TestThrottleBudgetClosesAtHalfAndReopens(t *testing.T) {
 		}
 		b.RecordOutcome(retry, false)
 	}
-	if d := b.Take(ctx, retry); d.Allowed || d.Reason != ReasonThrottleClosed {
+	if d := b.Take(ctx, retry); d.Allowed || d.Reason != reasonThrottleClosed {
 		t.Fatalf("at %v tokens (half): %+v", b.Tokens(), d)
 	}
 	if !b.Take(ctx, Try{Kind: TryFirst}).Allowed {

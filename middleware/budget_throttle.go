@@ -43,21 +43,21 @@ func NewThrottleBudget(maxTokens, tokenRatio float64) *ThrottleBudget {
 	return b
 }
 
-// Throttle decision reasons.
+// Throttle decision reasons (Decision.Reason).
 const (
-	ReasonThrottleOpen   = "throttle_open"
-	ReasonThrottleClosed = "throttle_closed"
+	reasonThrottleOpen   = "throttle_open"
+	reasonThrottleClosed = "throttle_closed"
 )
 
 // Take allows a retry or hedge while more than half the tokens remain.
 func (b *ThrottleBudget) Take(_ context.Context, t Try) Decision {
 	if t.Kind == TryFirst {
-		return Decision{Allowed: true, Reason: ReasonFirstTry}
+		return Decision{Allowed: true, Reason: reasonFirstTry}
 	}
 	if b.cur.Load() > b.max/2 {
-		return Decision{Allowed: true, Reason: ReasonThrottleOpen}
+		return Decision{Allowed: true, Reason: reasonThrottleOpen}
 	}
-	return Decision{Allowed: false, Reason: ReasonThrottleClosed}
+	return Decision{Allowed: false, Reason: reasonThrottleClosed}
 }
 
 // RecordOutcome drains a token for a failure and refills the ratio for a

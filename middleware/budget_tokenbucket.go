@@ -56,17 +56,17 @@ func NewTokenBucketBudgetWithClock(capacity int, refillPerSecond float64, c cloc
 
 const maxRefillPerSecond = 1e9 // a token per nanosecond
 
-// Token bucket decision reasons.
+// Token bucket decision reasons (Decision.Reason).
 const (
-	ReasonTokensAvailable = "tokens_available"
-	ReasonTokensExhausted = "tokens_exhausted"
-	ReasonFirstTry        = "first_try"
+	reasonTokensAvailable = "tokens_available"
+	reasonTokensExhausted = "tokens_exhausted"
+	reasonFirstTry        = "first_try"
 )
 
 // Take takes t.Cost tokens for a retry or hedge, if there are enough.
 func (b *TokenBucketBudget) Take(_ context.Context, t Try) Decision {
 	if t.Kind == TryFirst {
-		return Decision{Allowed: true, Reason: ReasonFirstTry}
+		return Decision{Allowed: true, Reason: reasonFirstTry}
 	}
 	now := b.clock.Now()
 	b.mu.Lock()
@@ -77,9 +77,9 @@ func (b *TokenBucketBudget) Take(_ context.Context, t Try) Decision {
 	ok := b.lim.AllowN(now, costOf(t))
 	b.mu.Unlock()
 	if ok {
-		return Decision{Allowed: true, Reason: ReasonTokensAvailable}
+		return Decision{Allowed: true, Reason: reasonTokensAvailable}
 	}
-	return Decision{Allowed: false, Reason: ReasonTokensExhausted}
+	return Decision{Allowed: false, Reason: reasonTokensExhausted}
 }
 
 // Tokens returns the tokens available now.

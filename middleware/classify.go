@@ -171,9 +171,9 @@ type classifyConfig struct {
 	recover bool
 }
 
-// RecoverClassifierPanics makes a panicking classifier produce a
+// recoverClassifierPanics makes a panicking classifier produce a
 // *PanicError (component "classifier") for key instead of crashing.
-func RecoverClassifierPanics(key string) ClassifyOption {
+func recoverClassifierPanics(key string) ClassifyOption {
 	return func(c *classifyConfig) { c.key, c.recover = key, true }
 }
 

@@ -69,7 +69,7 @@ func TestClassifyCustomClassifierAndRecoveredPanic(t *testing.T) {
 	}
 
 	panicky := ClassifierFunc(func(context.Context, any, error) Verdict { panic("classifier bug") })
-	_, err = Classify(panicky, RecoverClassifierPanics("a.b"))(endpoint.Nop)(context.Background(), nil)
+	_, err = Classify(panicky, recoverClassifierPanics("a.b"))(endpoint.Nop)(context.Background(), nil)
 	var pe *PanicError
 	if !errors.As(err, &pe) || pe.Component != "classifier" || pe.Key != "a.b" || len(pe.Stack) == 0 {
 		t.Fatalf("err = %#v", err)

@@ -26,13 +26,13 @@ func ObserveClock(c clock.Clock) ObserveOption {
 	return func(ob *observer) { ob.clock = clock.Or(c) }
 }
 
-// WithAttributes sets attributes copied into every timeline of the call.
-func WithAttributes(attrs map[string]string) ObserveOption {
+// withAttributes sets attributes copied into every timeline of the call.
+func withAttributes(attrs map[string]string) ObserveOption {
 	return func(ob *observer) { ob.attrs = attrs }
 }
 
-// WithPolicyID sets the policy ID shown in timelines.
-func WithPolicyID(id string) ObserveOption {
+// withPolicyID sets the policy ID shown in timelines.
+func withPolicyID(id string) ObserveOption {
 	return func(ob *observer) { ob.policyID = id }
 }
 

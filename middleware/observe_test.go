@@ -28,7 +28,7 @@ func (e *eventLog) OnFinish(_ context.Context, tl *timeline.Timeline) { e.add("f
 func TestObserveAloneRecordsTheCallAsOneAttempt(t *testing.T) {
 	log := &eventLog{}
 	boom := errors.New("boom")
-	ep := Observe("a.b", WithObserver(log), WithAttributes(map[string]string{"x": "y"}), WithPolicyID("p1"))(
+	ep := Observe("a.b", WithObserver(log), withAttributes(map[string]string{"x": "y"}), withPolicyID("p1"))(
 		func(context.Context, any) (any, error) { return nil, boom })
 	_, err := ep(context.Background(), nil)
 	if err != boom {

@@ -8,6 +8,7 @@ import (
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
 	"github.com/recourse-go/recourse/hedge"
+	"github.com/recourse-go/recourse/internal/mwopt"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/timeline"
 )
@@ -98,8 +99,8 @@ func (c *Compiler) Compile(p Policy) (*Compiled, error) {
 	add(middleware.Observe(key,
 		middleware.WithObserver(c.Observer),
 		middleware.ObserveClock(c.Clock),
-		middleware.WithAttributes(c.Attributes),
-		middleware.WithPolicyID(p.ID),
+		mwopt.WithAttributes.(func(map[string]string) middleware.ObserveOption)(c.Attributes),
+		mwopt.WithPolicyID.(func(string) middleware.ObserveOption)(p.ID),
 	), "observe", "key="+key+idDetail(p.ID))
 
 	r := p.Retry
@@ -146,7 +147,7 @@ func (c *Compiler) Compile(p Policy) (*Compiled, error) {
 	}
 	var copts []middleware.ClassifyOption
 	if !c.NoRecover {
-		copts = append(copts, middleware.RecoverClassifierPanics(key))
+		copts = append(copts, mwopt.RecoverClassifierPanics.(func(string) middleware.ClassifyOption)(key))
 	}
 	add(middleware.Classify(c.Classifier, copts...), "classify", classifierDetail(p.Classifier))
 
@@ -164,7 +165,7 @@ func (c *Compiler) budgetGate(p Policy, key string) (endpoint.Middleware, string
 	} else if retry == nil {
 		return nil, "", fmt.Errorf("policy %q: budget=%q: %w", key, p.Budget, ErrBudgetNotGiven)
 	}
-	opts := []middleware.BudgetOption{middleware.BudgetName(p.Budget), middleware.BudgetCostPerTry(p.BudgetCost)}
+	opts := []middleware.BudgetOption{mwopt.BudgetName.(func(string) middleware.BudgetOption)(p.Budget), middleware.BudgetCostPerTry(p.BudgetCost)}
 	detail := fmt.Sprintf("retry_budget=%s cost=%d", orNone(p.Budget), p.BudgetCost)
 	if p.Hedge.Enabled && p.Hedge.Budget != "" {
 		if hedgeB == nil {
@@ -174,7 +175,7 @@ func (c *Compiler) budgetGate(p Policy, key string) (endpoint.Middleware, string
 		detail += " hedge_budget=" + p.Hedge.Budget
 	}
 	if !c.NoRecover {
-		opts = append(opts, middleware.RecoverBudgetPanics(key))
+		opts = append(opts, mwopt.RecoverBudgetPanics.(func(string) middleware.BudgetOption)(key))
 	}
 	return middleware.BudgetGate(retry, opts...), detail, nil
 }

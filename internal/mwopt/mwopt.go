@@ -1,0 +1,26 @@
+// Package mwopt gives recourse's own packages — the policy compiler and
+// the executor — the options of package middleware that only they need:
+// panic recovery tied to the executor's *PanicError reporting, and the
+// policy ID, attributes and budget names that go into timelines. Package
+// middleware sets each variable in its init to the function its comment
+// names; callers type-assert it (the idiom of gRPC's internal package).
+// It imports nothing, so middleware can import it without a cycle.
+package mwopt
+
+var (
+	// RecoverBudgetPanics is a func(key string) middleware.BudgetOption:
+	// a panicking Budget.Take becomes a *middleware.PanicError naming key.
+	RecoverBudgetPanics any
+	// RecoverClassifierPanics is a func(key string) middleware.ClassifyOption:
+	// a panicking classifier becomes a *middleware.PanicError naming key.
+	RecoverClassifierPanics any
+	// BudgetName is a func(name string) middleware.BudgetOption: the
+	// budget's name in observer events.
+	BudgetName any
+	// WithPolicyID is a func(id string) middleware.ObserveOption: the
+	// timeline's PolicyID.
+	WithPolicyID any
+	// WithAttributes is a func(map[string]string) middleware.ObserveOption:
+	// attributes set on every timeline.
+	WithAttributes any
+)

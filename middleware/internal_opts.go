@@ -1,0 +1,13 @@
+package middleware
+
+import "github.com/recourse-go/recourse/internal/mwopt"
+
+// The options only recourse's own packages use are reached through
+// internal/mwopt, so they take no room in this package's API.
+func init() {
+	mwopt.RecoverBudgetPanics = recoverBudgetPanics
+	mwopt.RecoverClassifierPanics = recoverClassifierPanics
+	mwopt.BudgetName = budgetName
+	mwopt.WithPolicyID = withPolicyID
+	mwopt.WithAttributes = withAttributes
+}
