@@ -454,8 +454,10 @@ func DoValueWith[T any](ctx context.Context, e *Executor, key string, op func(co
 	return v, err
 }
 
-// DoValueWithTimelineWith is DoValueWith that also returns the timeline.
-func DoValueWithTimelineWith[T any](ctx context.Context, e *Executor, key string, op func(context.Context) (T, error)) (T, *timeline.Timeline, error) {
+// DoValueTimelineWith is DoValueWithTimeline on executor e (as DoValueWith
+// is DoValue on e): the typed result, the call's timeline and its error.
+// (Formerly DoValueWithTimelineWith.)
+func DoValueTimelineWith[T any](ctx context.Context, e *Executor, key string, op func(context.Context) (T, error)) (T, *timeline.Timeline, error) {
 	if err := e.check(ctx, key, op == nil); err != nil {
 		var zero T
 		return zero, nil, err

@@ -274,7 +274,7 @@ func TestGoKitEndpointAndMiddleware(t *testing.T) {
 func TestDoValue(t *testing.T) {
 	e := NewExecutor(WithPolicy("svc.Get", noWait()))
 	var calls atomic.Int32
-	v, tl, err := DoValueWithTimelineWith(context.Background(), e, "svc.Get", func(context.Context) (int, error) {
+	v, tl, err := DoValueTimelineWith(context.Background(), e, "svc.Get", func(context.Context) (int, error) {
 		if calls.Add(1) == 1 {
 			return 0, errFlaky
 		}

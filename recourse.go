@@ -43,7 +43,7 @@ func DoWithTimeline(ctx context.Context, key string, op func(context.Context) er
 
 // DoValueWithTimeline is DoValue that also returns the call's timeline.
 func DoValueWithTimeline[T any](ctx context.Context, key string, op func(context.Context) (T, error)) (T, *timeline.Timeline, error) {
-	return DoValueWithTimelineWith(ctx, Default(), key, op)
+	return DoValueTimelineWith(ctx, Default(), key, op)
 }
 
 // ParseKey parses "namespace.name" into a policy key; see policy.ParseKey.

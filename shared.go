@@ -11,6 +11,7 @@ import (
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
 	"github.com/recourse-go/recourse/hedge"
+	"github.com/recourse-go/recourse/internal/policyopt"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/policy"
 	"github.com/recourse-go/recourse/timeline"
@@ -164,7 +165,7 @@ func (e *Executor) breaker(key string, cp policy.CircuitPolicy) *keyBreaker {
 	if kb, ok := e.breakers[key]; ok && kb.policy == cp {
 		return kb
 	}
-	cfg := policy.BreakerConfig(key, cp)
+	cfg := policyopt.BreakerConfig.(func(string, policy.CircuitPolicy) middleware.BreakerConfig)(key, cp)
 	obs, clk := e.opts.Observer, clock.Or(e.opts.Clock)
 	kb := &keyBreaker{policy: cp}
 	if !timeline.IsNoop(obs) {

@@ -24,14 +24,14 @@ const (
 	numBuckets = subBuckets + (maxExp-subBits+1)*subBuckets
 )
 
-// DefaultWindow is the number of recent samples a tracker keeps.
-const DefaultWindow = 1024
+// DefaultSamples is the number of recent samples a tracker keeps.
+const DefaultSamples = 1024
 
 // NewLatencyTracker returns a tracker over the last window samples
-// (DefaultWindow when window ≤ 0).
+// (DefaultSamples when window ≤ 0).
 func NewLatencyTracker(window int) *LatencyTracker {
 	if window <= 0 {
-		window = DefaultWindow
+		window = DefaultSamples
 	}
 	t := &LatencyTracker{ring: make([]atomic.Int32, window)}
 	for i := range t.ring {

@@ -7,12 +7,13 @@ import (
 	"github.com/cenkalti/backoff/v4"
 )
 
-// Jitter selects how a backoff delay is randomised.
-type Jitter uint8
+// JitterMode selects how a backoff delay is randomised. (policy.JitterKind is
+// the same type under the name policies use.)
+type JitterMode uint8
 
 const (
 	// JitterNone waits exactly the exponential delay.
-	JitterNone Jitter = iota
+	JitterNone JitterMode = iota
 	// JitterFull waits a uniform random delay in [0, d].
 	JitterFull
 	// JitterEqual waits d/2 plus a uniform random delay in [0, d/2].
@@ -23,7 +24,7 @@ const (
 )
 
 // String returns "none", "full", "equal" or "decorrelated".
-func (j Jitter) String() string {
+func (j JitterMode) String() string {
 	switch j {
 	case JitterNone:
 		return "none"
@@ -38,7 +39,7 @@ func (j Jitter) String() string {
 }
 
 // ParseJitter parses a jitter name as String prints it.
-func ParseJitter(s string) (Jitter, bool) {
+func ParseJitter(s string) (JitterMode, bool) {
 	for j := JitterNone; j <= JitterDecorrelated; j++ {
 		if j.String() == s {
 			return j, true
@@ -52,7 +53,7 @@ type BackoffConfig struct {
 	Initial    time.Duration
 	Max        time.Duration
 	Multiplier float64
-	Jitter     Jitter
+	Jitter     JitterMode
 }
 
 // schedule yields the delays of one call. The exponential part is

@@ -34,7 +34,7 @@ func TestRetryCancelledBeforeFirstAttemptNeverCallsOp(t *testing.T) {
 
 func TestRetryTwoFailuresThenSuccessWithinJitterBounds(t *testing.T) {
 	const initial, max = 10 * time.Millisecond, time.Second
-	for _, j := range []Jitter{JitterNone, JitterFull, JitterEqual, JitterDecorrelated} {
+	for _, j := range []JitterMode{JitterNone, JitterFull, JitterEqual, JitterDecorrelated} {
 		t.Run(j.String(), func(t *testing.T) {
 			for run := 0; run < 20; run++ { // jitter is random: check bounds many times
 				f := clock.NewFake(time.Unix(0, 0))

@@ -9,6 +9,7 @@ import (
 	"github.com/recourse-go/recourse/endpoint"
 	"github.com/recourse-go/recourse/hedge"
 	"github.com/recourse-go/recourse/internal/mwopt"
+	"github.com/recourse-go/recourse/internal/policyopt"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/timeline"
 )
@@ -119,7 +120,7 @@ func (c *Compiler) Compile(p Policy) (*Compiled, error) {
 	if cp := p.Circuit; cp.Enabled {
 		b := c.Breaker
 		if b == nil {
-			b = middleware.NewCircuitBreaker(BreakerConfig(key, cp))
+			b = middleware.NewCircuitBreaker(breakerConfig(key, cp))
 		}
 		add(middleware.Breaker(b), "breaker", breakerDetail(cp))
 	}
@@ -180,9 +181,12 @@ func (c *Compiler) budgetGate(p Policy, key string) (endpoint.Middleware, string
 	return middleware.BudgetGate(retry, opts...), detail, nil
 }
 
-// BreakerConfig turns a circuit policy into the breaker configuration for
-// key (without a state-change callback).
-func BreakerConfig(key string, cp CircuitPolicy) middleware.BreakerConfig {
+func init() { policyopt.BreakerConfig = breakerConfig }
+
+// breakerConfig turns a circuit policy into the breaker configuration for
+// key (without a state-change callback). The executor reaches it through
+// internal/policyopt.
+func breakerConfig(key string, cp CircuitPolicy) middleware.BreakerConfig {
 	return middleware.BreakerConfig{
 		Name: key, ConsecutiveFailures: cp.ConsecutiveFailures, Cooldown: cp.Cooldown,
 		HalfOpenProbes: cp.HalfOpenProbes, FailureRatio: cp.FailureRatio, Window: cp.Window, MinRequests: cp.MinRequests,

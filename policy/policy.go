@@ -32,7 +32,7 @@ type Policy struct {
 }
 
 // JitterKind selects how backoff delays are randomised.
-type JitterKind = middleware.Jitter
+type JitterKind = middleware.JitterMode
 
 // Jitter kinds.
 const (

@@ -58,7 +58,7 @@ func main() {
 		hedges := 0
 		for i := 0; i < calls; i++ {
 			start := time.Now()
-			_, tl, err := recourse.DoValueWithTimelineWith(context.Background(), exec, key, func(ctx context.Context) (string, error) {
+			_, tl, err := recourse.DoValueTimelineWith(context.Background(), exec, key, func(ctx context.Context) (string, error) {
 				return demo.Get(ctx, base+"/price")
 			})
 			if err != nil {

@@ -404,8 +404,8 @@ func TestNilEverything(t *testing.T) {
 		_, err := recourse.DoValueWith(context.Background(), nilExec, "a.b", func(context.Context) (int, error) { return 1, nil })
 		return err
 	}, recourse.ErrNilExecutor)
-	check("DoValueWithTimelineWith(nil ctx)", func() error {
-		_, _, err := recourse.DoValueWithTimelineWith(nilCtx, exec, "a.b", func(context.Context) (int, error) { return 1, nil })
+	check("DoValueTimelineWith(nil ctx)", func() error {
+		_, _, err := recourse.DoValueTimelineWith(nilCtx, exec, "a.b", func(context.Context) (int, error) { return 1, nil })
 		return err
 	}, recourse.ErrNilContext)
 	check("Do(nil ctx)", func() error { return recourse.Do(nilCtx, "a.b", op) }, recourse.ErrNilContext)
