@@ -13,16 +13,17 @@ import (
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
 	"github.com/recourse-go/recourse/hedge"
+	"github.com/recourse-go/recourse/internal/clockx"
 	"github.com/recourse-go/recourse/internal/mwopt"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/policy"
 	"github.com/recourse-go/recourse/timeline"
 )
 
-// DefaultMaxKeys is the default bound of an executor's per-key cache (see
+// defaultMaxKeys is the default bound of an executor's per-key cache (see
 // WithMaxKeys). Keys are meant to be of low cardinality: a few hundred
 // call sites, not one key per user or request.
-const DefaultMaxKeys = 4096
+const defaultMaxKeys = 4096
 
 // Executor runs calls under per-key policies. It resolves a key's policy
 // once, compiles it into a decorator chain, and caches the chain: after
@@ -126,7 +127,7 @@ func NewExecutor(opts ...Option) *Executor {
 			opt(&o)
 		}
 	}
-	o.Clock = clock.Or(o.Clock)
+	o.Clock = clockx.Or(o.Clock)
 	if o.Classifier == nil {
 		o.Classifier = middleware.DefaultClassifier
 	}
@@ -210,13 +211,13 @@ func (e *Executor) version() uint64 {
 	return e.versioned.Version()
 }
 
-func (e *Executor) now() time.Time { return clock.Or(e.opts.Clock).Now() }
+func (e *Executor) now() time.Time { return clockx.Or(e.opts.Clock).Now() }
 
 func (e *Executor) maxKeys() int {
 	if e.opts.MaxKeys > 0 {
 		return e.opts.MaxKeys
 	}
-	return DefaultMaxKeys
+	return defaultMaxKeys
 }
 
 // fresh reports whether en may serve calls: compiled at the provider's
@@ -589,14 +590,14 @@ func (e *Executor) providerTimeout() time.Duration {
 	if e.opts.ProviderTimeout > 0 {
 		return e.opts.ProviderTimeout
 	}
-	return DefaultProviderTimeout
+	return defaultProviderTimeout
 }
 
 func (e *Executor) providerErrorBackoff() time.Duration {
 	if e.opts.ProviderErrorBackoff > 0 {
 		return e.opts.ProviderErrorBackoff
 	}
-	return DefaultProviderErrorBackoff
+	return defaultProviderErrorBackoff
 }
 
 // finish compiles the provider's answer, caches it and wakes f's waiters.

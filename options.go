@@ -78,26 +78,25 @@ type Options struct {
 	// *PanicError.
 	NoPanicRecovery bool
 	// MaxKeys bounds the per-key cache of compiled chains, breakers and
-	// latency trackers (see Executor). Default DefaultMaxKeys.
+	// latency trackers (see Executor). Default 4096.
 	MaxKeys int
-	// ProviderTimeout bounds one provider lookup. Default
-	// DefaultProviderTimeout.
+	// ProviderTimeout bounds one provider lookup. Default 5s.
 	ProviderTimeout time.Duration
 	// ProviderErrorBackoff is how long, on Clock, a key whose provider
 	// lookup failed transiently keeps the chain it got (its last good one,
 	// or the missing-policy one) before the provider is asked again.
-	// Default DefaultProviderErrorBackoff.
+	// Default 1s.
 	ProviderErrorBackoff time.Duration
 }
 
 // Defaults of the provider options.
 const (
-	// DefaultProviderTimeout bounds a provider lookup (WithProviderTimeout).
-	DefaultProviderTimeout = 5 * time.Second
-	// DefaultProviderErrorBackoff is how long a transient provider error
+	// defaultProviderTimeout bounds a provider lookup (WithProviderTimeout).
+	defaultProviderTimeout = 5 * time.Second
+	// defaultProviderErrorBackoff is how long a transient provider error
 	// is remembered before the provider is asked again
 	// (WithProviderErrorBackoff).
-	DefaultProviderErrorBackoff = time.Second
+	defaultProviderErrorBackoff = time.Second
 )
 
 // Option configures an Executor. NewExecutor skips nil options.
@@ -202,7 +201,7 @@ func WithMissingClassifierMode(m FailureMode) Option {
 // WithClock sets the clock for backoff sleeps, hedge timers and stamps.
 func WithClock(c clock.Clock) Option { return func(o *Options) { o.Clock = c } }
 
-// WithMaxKeys bounds the per-key cache at n keys (default DefaultMaxKeys;
+// WithMaxKeys bounds the per-key cache at n keys (default 4096;
 // n ≤ 0 keeps the default). Past n, keys idle since the previous sweep are
 // evicted with their breaker and latency tracker: a key that comes back
 // is resolved and compiled again, with a fresh breaker. Keys in use are
@@ -211,7 +210,7 @@ func WithClock(c clock.Clock) Option { return func(o *Options) { o.Clock = c } }
 func WithMaxKeys(n int) Option { return func(o *Options) { o.MaxKeys = n } }
 
 // WithProviderTimeout bounds each provider lookup at d (default
-// DefaultProviderTimeout; d ≤ 0 keeps the default). A lookup is shared by
+// 5s; d ≤ 0 keeps the default). A lookup is shared by
 // every caller waiting for the key and runs under a context detached from
 // their cancellation (its values kept) with this timeout; each caller
 // still stops waiting when its own context is done. A lookup that times
@@ -223,7 +222,7 @@ func WithProviderTimeout(d time.Duration) Option {
 // WithProviderErrorBackoff sets how long a transient provider error (any
 // error but policy.ErrNotFound, a panic, or a timed-out lookup) is
 // remembered before the provider is asked again: d on the executor's
-// clock (default DefaultProviderErrorBackoff; d ≤ 0 keeps the default).
+// clock (default 1s; d ≤ 0 keeps the default).
 // Meanwhile the key runs under its last good policy if it had one, and
 // under the missing-policy mode if not. Such an error is never cached as
 // the key's policy.

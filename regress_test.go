@@ -295,7 +295,7 @@ func TestRegressReloadPastBoundRecompilesOnce(t *testing.T) {
 	sp.SetDefault(policy.New("", policy.MaxAttempts(1)))
 	prov := &countingProvider{StaticProvider: sp, asks: map[string]int{}}
 	e := NewExecutor(WithProvider(prov))
-	for i := 0; i < DefaultMaxKeys+10; i++ {
+	for i := 0; i < defaultMaxKeys+10; i++ {
 		_ = e.Do(context.Background(), fmt.Sprintf("junk.K%d", i), rgOK)
 	}
 	sp.Set(policy.New("svc.Op", policy.MaxAttempts(2)))
@@ -313,7 +313,7 @@ func TestRegressBreakerWorksPastBound(t *testing.T) {
 	circuit := policy.CircuitPolicy{Enabled: true, ConsecutiveFailures: 2, Cooldown: time.Hour}
 	e := NewExecutor(WithFallbackPolicy(policy.WithCircuitBreaker(circuit)),
 		WithPolicy("svc.Op", policy.MaxAttempts(1), policy.WithCircuitBreaker(circuit)))
-	for i := 0; i < DefaultMaxKeys+10; i++ {
+	for i := 0; i < defaultMaxKeys+10; i++ {
 		_ = e.Do(context.Background(), fmt.Sprintf("junk.K%d", i), rgOK)
 	}
 	var calls atomic.Int32

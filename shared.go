@@ -8,9 +8,9 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
 	"github.com/recourse-go/recourse/hedge"
+	"github.com/recourse-go/recourse/internal/clockx"
 	"github.com/recourse-go/recourse/internal/policyopt"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/policy"
@@ -166,7 +166,7 @@ func (e *Executor) breaker(key string, cp policy.CircuitPolicy) *keyBreaker {
 		return kb
 	}
 	cfg := policyopt.BreakerConfig.(func(string, policy.CircuitPolicy) middleware.BreakerConfig)(key, cp)
-	obs, clk := e.opts.Observer, clock.Or(e.opts.Clock)
+	obs, clk := e.opts.Observer, clockx.Or(e.opts.Clock)
 	kb := &keyBreaker{policy: cp}
 	if !timeline.IsNoop(obs) {
 		guard := !e.opts.NoPanicRecovery

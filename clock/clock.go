@@ -10,10 +10,7 @@
 // performs itself.
 package clock
 
-import (
-	"context"
-	"time"
-)
+import "time"
 
 // Clock tells the time and makes timers.
 type Clock interface {
@@ -53,27 +50,3 @@ type realTimer struct{ t *time.Timer }
 func (r realTimer) C() <-chan time.Time        { return r.t.C }
 func (r realTimer) Stop() bool                 { return r.t.Stop() }
 func (r realTimer) Reset(d time.Duration) bool { return r.t.Reset(d) }
-
-// Or returns c, or Real when c is nil.
-func Or(c Clock) Clock {
-	if c == nil {
-		return Real{}
-	}
-	return c
-}
-
-// Sleep waits for d on clock c, returning early with ctx.Err() when ctx is
-// done first. A non-positive d returns at once (still reporting a done ctx).
-func Sleep(ctx context.Context, c Clock, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := Or(c).NewTimer(d)
-	select {
-	case <-t.C():
-		return nil
-	case <-ctx.Done():
-		t.Stop()
-		return ctx.Err()
-	}
-}

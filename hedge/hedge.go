@@ -9,6 +9,7 @@ import (
 
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/internal/clockx"
 	"github.com/recourse-go/recourse/internal/lazyctx"
 	"github.com/recourse-go/recourse/internal/record"
 	"github.com/recourse-go/recourse/internal/tryctx"
@@ -23,7 +24,7 @@ type Option func(*hedger)
 func MaxHedges(n int) Option { return func(h *hedger) { h.maxHedges = n } }
 
 // WithClock sets the clock hedge timers run on (default clock.Real).
-func WithClock(c clock.Clock) Option { return func(h *hedger) { h.clock = clock.Or(c) } }
+func WithClock(c clock.Clock) Option { return func(h *hedger) { h.clock = clockx.Or(c) } }
 
 // RecoverPanics makes a panic on a hedge's goroutine — in the operation,
 // an observer callback or anything else the hedged try runs — end the

@@ -38,16 +38,6 @@ func (j JitterMode) String() string {
 	return "unknown"
 }
 
-// ParseJitter parses a jitter name as String prints it.
-func ParseJitter(s string) (JitterMode, bool) {
-	for j := JitterNone; j <= JitterDecorrelated; j++ {
-		if j.String() == s {
-			return j, true
-		}
-	}
-	return 0, false
-}
-
 // BackoffConfig is the shape of a retry schedule.
 type BackoffConfig struct {
 	Initial    time.Duration

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/recourse-go/recourse/clock"
+	"github.com/recourse-go/recourse/internal/clockx"
 )
 
 // RatioBudget lets retries and hedges be at most a fraction of first tries
@@ -57,7 +58,7 @@ func RatioFloor(perSecond float64) RatioOption { return func(b *RatioBudget) { b
 func RatioWindow(d time.Duration) RatioOption { return func(b *RatioBudget) { b.window = d } }
 
 // RatioClock sets the clock (default clock.Real).
-func RatioClock(c clock.Clock) RatioOption { return func(b *RatioBudget) { b.clock = clock.Or(c) } }
+func RatioClock(c clock.Clock) RatioOption { return func(b *RatioBudget) { b.clock = clockx.Or(c) } }
 
 // NewRatioBudget returns a ratio budget: 10 % over 10s with a floor of
 // 1 extra try per second unless opts say otherwise.

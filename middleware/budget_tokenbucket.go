@@ -9,6 +9,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/recourse-go/recourse/clock"
+	"github.com/recourse-go/recourse/internal/clockx"
 )
 
 // TokenBucketBudget rations retries and hedges with a token bucket
@@ -51,7 +52,7 @@ func NewTokenBucketBudgetWithClock(capacity int, refillPerSecond float64, c cloc
 		refillPerSecond = maxRefillPerSecond
 	}
 	// rate.Limiter starts full.
-	return &TokenBucketBudget{lim: rate.NewLimiter(rate.Limit(refillPerSecond), capacity), clock: clock.Or(c)}
+	return &TokenBucketBudget{lim: rate.NewLimiter(rate.Limit(refillPerSecond), capacity), clock: clockx.Or(c)}
 }
 
 const maxRefillPerSecond = 1e9 // a token per nanosecond

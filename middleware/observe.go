@@ -7,6 +7,7 @@ import (
 
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/internal/clockx"
 	"github.com/recourse-go/recourse/internal/record"
 	"github.com/recourse-go/recourse/timeline"
 )
@@ -23,7 +24,7 @@ func WithObserver(o timeline.Observer) ObserveOption {
 
 // ObserveClock sets the clock that stamps records (default clock.Real).
 func ObserveClock(c clock.Clock) ObserveOption {
-	return func(ob *observer) { ob.clock = clock.Or(c) }
+	return func(ob *observer) { ob.clock = clockx.Or(c) }
 }
 
 // withAttributes sets attributes copied into every timeline of the call.

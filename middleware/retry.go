@@ -8,6 +8,7 @@ import (
 
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/internal/clockx"
 	"github.com/recourse-go/recourse/internal/record"
 	"github.com/recourse-go/recourse/internal/tryctx"
 	"github.com/recourse-go/recourse/timeline"
@@ -27,7 +28,7 @@ func MaxAttempts(n int) RetryOption { return func(r *retrier) { r.maxAttempts = 
 func WithBackoff(b BackoffConfig) RetryOption { return func(r *retrier) { r.backoff = b } }
 
 // RetryClock sets the clock backoff sleeps wait on (default clock.Real).
-func RetryClock(c clock.Clock) RetryOption { return func(r *retrier) { r.clock = clock.Or(c) } }
+func RetryClock(c clock.Clock) RetryOption { return func(r *retrier) { r.clock = clockx.Or(c) } }
 
 // RetryKey names the key and policy ID published in each attempt's
 // endpoint.AttemptInfo.
@@ -133,7 +134,7 @@ func (r *retrier) run(ctx context.Context, req any, next endpoint.Endpoint) (any
 			return final(resp, err)
 		}
 		record.FromContext(ctx).SetBackoff(attempt, delay)
-		if serr := clock.Sleep(ctx, r.clock, delay); serr != nil {
+		if serr := clockx.Sleep(ctx, r.clock, delay); serr != nil {
 			tryctx.Discard(resp)
 			return nil, fmt.Errorf("%w (while waiting to retry after: %w)", serr, lastErr)
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/recourse-go/recourse/clock"
+	"github.com/recourse-go/recourse/internal/clockx"
 	"github.com/recourse-go/recourse/middleware"
 )
 
@@ -74,7 +75,7 @@ func (s BudgetSpec) Build(c clock.Clock) (middleware.Budget, error) {
 
 // build builds a valid s.
 func (s BudgetSpec) build(c clock.Clock) middleware.Budget {
-	c = clock.Or(c)
+	c = clockx.Or(c)
 	switch s.Kind {
 	case "ratio":
 		w := s.Window

@@ -127,7 +127,7 @@ func (c *Compiler) Compile(p Policy) (*Compiled, error) {
 	if hp := p.Hedge; hp.Enabled {
 		trig := c.Trigger
 		if trig == nil {
-			trig = TriggerFor(hp, c.Tracker)
+			trig = triggerFor(hp, c.Tracker)
 		}
 		hopts := []hedge.Option{hedge.MaxHedges(hp.MaxHedges), hedge.WithClock(c.Clock)}
 		if !c.NoRecover {
@@ -193,10 +193,10 @@ func breakerConfig(key string, cp CircuitPolicy) middleware.BreakerConfig {
 	}
 }
 
-// TriggerFor returns the trigger a hedge policy describes: latency-aware
+// triggerFor returns the trigger a hedge policy describes: latency-aware
 // at hp.Quantile over tracker (hp.Delay until warm) when a quantile is
 // set, else a fixed delay of hp.Delay.
-func TriggerFor(hp HedgePolicy, tracker *hedge.LatencyTracker) hedge.Trigger {
+func triggerFor(hp HedgePolicy, tracker *hedge.LatencyTracker) hedge.Trigger {
 	if hp.Quantile > 0 {
 		return hedge.NewLatencyTrigger(tracker, hp.Quantile, hedge.Fallback(hp.Delay))
 	}

@@ -15,8 +15,6 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/recourse-go/recourse/middleware"
 )
 
 // PolicySet is the content of a policy file: policies by key, the
@@ -392,7 +390,7 @@ func (c *converter) policy(raw any, p *Policy) {
 				{"jitter", func(c *converter, path string, v any) {
 					var s string
 					if c.str(path, v, &s) {
-						j, ok := middleware.ParseJitter(s)
+						j, ok := parseJitter(s)
 						if !ok {
 							c.fail(path, strconv.Quote(s), "unknown jitter (want none, full, equal or decorrelated)")
 						}
@@ -583,4 +581,14 @@ func kind(v any) string {
 		return "a string"
 	}
 	return fmt.Sprintf("%T", v)
+}
+
+// parseJitter parses a jitter name as JitterKind.String prints it.
+func parseJitter(s string) (JitterKind, bool) {
+	for j := JitterNone; j <= JitterDecorrelated; j++ {
+		if j.String() == s {
+			return j, true
+		}
+	}
+	return 0, false
 }

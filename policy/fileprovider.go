@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/recourse-go/recourse/clock"
+	"github.com/recourse-go/recourse/internal/clockx"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/timeline"
 )
@@ -121,7 +122,7 @@ type FileOption func(*reloader)
 func WatchInterval(d time.Duration) FileOption { return func(r *reloader) { r.interval = d } }
 
 // WatchClock sets the clock polling waits on (default clock.Real).
-func WatchClock(c clock.Clock) FileOption { return func(r *reloader) { r.clock = clock.Or(c) } }
+func WatchClock(c clock.Clock) FileOption { return func(r *reloader) { r.clock = clockx.Or(c) } }
 
 // ReloadObserver reports every reload, good or failed, to o: a new set, a
 // failure (the last good set stays), and the recovery of a source that
@@ -509,7 +510,7 @@ func (f *reloader) SubscribeReloads(o timeline.Observer) (unsubscribe func()) {
 func (f *reloader) watch() {
 	defer close(f.done)
 	for {
-		if clock.Sleep(f.ctx, f.clock, f.interval) != nil {
+		if clockx.Sleep(f.ctx, f.clock, f.interval) != nil {
 			return
 		}
 		if ev, _ := f.reload(); ev != nil {

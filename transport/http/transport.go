@@ -14,6 +14,7 @@ import (
 	"github.com/recourse-go/recourse"
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/internal/clockx"
 	"github.com/recourse-go/recourse/internal/tryctx"
 	"github.com/recourse-go/recourse/middleware"
 )
@@ -40,7 +41,7 @@ func MaxReplayBody(n int64) Option {
 }
 
 // WithClock sets the clock HTTP-date Retry-After values are read against.
-func WithClock(c clock.Clock) Option { return func(t *Transport) { t.clock = clock.Or(c) } }
+func WithClock(c clock.Clock) Option { return func(t *Transport) { t.clock = clockx.Or(c) } }
 
 // Transport is an http.RoundTripper that runs every request through a
 // recourse executor under its key's policy.
