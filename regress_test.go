@@ -100,7 +100,7 @@ type derefObserver struct {
 
 func (d *derefObserver) OnStart(context.Context, string, time.Time) { d.n++ }
 
-// Item 12: a typed-nil observer, and a MultiObserver with nil entries,
+// Item 12: a typed-nil observer, and timeline.Multi with nil entries,
 // are tolerated by the executor.
 func TestRegressNilObservers(t *testing.T) {
 	var typedNil *derefObserver
