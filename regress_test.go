@@ -648,7 +648,7 @@ func TestRegressNilRegistrations(t *testing.T) {
 			t.Errorf("nil budget, allow mode: err %v calls %d attrs %v", err, calls.Load(), tl.Attributes)
 		}
 	})
-	var typedNil *middleware.RatioBudget
+	var typedNil *derefBudget
 	e = NewExecutor(WithBudget("retries", typedNil),
 		WithPolicy("svc.Op", policy.MaxAttempts(3), noWait(), policy.WithBudget("retries")))
 	calls.Store(0)
@@ -867,4 +867,12 @@ func TestRegressBreakerFollowsReloads(t *testing.T) {
 	if b := e.Breaker("svc.Op"); b == nil || b.State() != endpoint.BreakerOpen {
 		t.Fatal("the breaker Breaker returns is not the one the chain uses")
 	}
+}
+
+// derefBudget dereferences its receiver, as the middleware budgets do.
+type derefBudget struct{ n int }
+
+func (b *derefBudget) Take(context.Context, middleware.Try) middleware.Decision {
+	b.n++
+	return middleware.Decision{Allowed: true}
 }

@@ -58,6 +58,15 @@ type Decision struct {
 	Reason string
 }
 
+// TokenReporter is implemented by budgets that can say how many tokens
+// they hold now — those of NewTokenBucketBudget, NewTokenBucketBudgetWithClock
+// and NewThrottleBudget — for metrics and tests:
+//
+//	if r, ok := b.(middleware.TokenReporter); ok { gauge.Set(r.Tokens()) }
+type TokenReporter interface {
+	Tokens() float64
+}
+
 // Budget rations the tries beyond a call's first: retries and hedges take
 // tokens, so that a failing dependency does not receive a multiple of its
 // normal load. Implementations must be safe for concurrent use and must

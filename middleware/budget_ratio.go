@@ -10,7 +10,7 @@ import (
 	"github.com/recourse-go/recourse/internal/clockx"
 )
 
-// RatioBudget lets retries and hedges be at most a fraction of first tries
+// ratioBudget lets retries and hedges be at most a fraction of first tries
 // over a sliding window, plus a small floor per second so that a quiet key
 // can still retry — the retry budget of the SRE book and of gRPC's retry
 // throttling. Unlike a token bucket it scales with traffic: at 10 %, a
@@ -23,7 +23,7 @@ import (
 // than the window in either direction (or to a reading time.Time.Sub
 // cannot measure, such as the zero time) starts a fresh window, in which
 // only the floor allows extras until first tries are counted again.
-type RatioBudget struct {
+type ratioBudget struct {
 	ratio  float64
 	floor  float64 // extra tries per second always allowed
 	window time.Duration
@@ -44,26 +44,37 @@ type ratioSlot struct {
 	extras float64
 }
 
-// RatioOption configures a RatioBudget.
-type RatioOption func(*RatioBudget)
+// RatioOption configures a budget of NewRatioBudget.
+type RatioOption func(*ratioBudget)
 
 // Ratio sets the allowed extras per first try (default 0.1).
-func Ratio(r float64) RatioOption { return func(b *RatioBudget) { b.ratio = r } }
+func Ratio(r float64) RatioOption { return func(b *ratioBudget) { b.ratio = r } }
 
 // RatioFloor sets extra tries per second allowed regardless of traffic
 // (default 1).
-func RatioFloor(perSecond float64) RatioOption { return func(b *RatioBudget) { b.floor = perSecond } }
+func RatioFloor(perSecond float64) RatioOption { return func(b *ratioBudget) { b.floor = perSecond } }
 
 // RatioWindow sets the sliding window (default 10s).
-func RatioWindow(d time.Duration) RatioOption { return func(b *RatioBudget) { b.window = d } }
+func RatioWindow(d time.Duration) RatioOption { return func(b *ratioBudget) { b.window = d } }
 
 // RatioClock sets the clock (default clock.Real).
-func RatioClock(c clock.Clock) RatioOption { return func(b *RatioBudget) { b.clock = clockx.Or(c) } }
+func RatioClock(c clock.Clock) RatioOption { return func(b *ratioBudget) { b.clock = clockx.Or(c) } }
 
 // NewRatioBudget returns a ratio budget: 10 % over 10s with a floor of
 // 1 extra try per second unless opts say otherwise.
-func NewRatioBudget(opts ...RatioOption) *RatioBudget {
-	b := &RatioBudget{ratio: 0.1, floor: 1, window: 10 * time.Second, clock: clock.Real{}}
+//
+// It lets retries and hedges be at most a fraction of first tries over a
+// sliding window, plus a small floor per second so that a quiet key can
+// still retry — the retry budget of the SRE book and of gRPC's retry
+// throttling. Unlike a token bucket it scales with traffic: at 10 %, a
+// dependency that fails everything receives at most 1.1× its normal load.
+// Any clock reading is accepted; a jump by more than the window, either
+// way, starts a fresh window in which only the floor allows extras.
+func NewRatioBudget(opts ...RatioOption) Budget { return newRatioBudget(opts...) }
+
+// newRatioBudget is NewRatioBudget with its concrete type.
+func newRatioBudget(opts ...RatioOption) *ratioBudget {
+	b := &ratioBudget{ratio: 0.1, floor: 1, window: 10 * time.Second, clock: clock.Real{}}
 	for _, o := range opts {
 		o(b)
 	}
@@ -89,7 +100,7 @@ const (
 
 // Take counts a first try, or admits a retry or hedge if extras in the
 // window stay within ratio × firsts + floor × window.
-func (b *RatioBudget) Take(_ context.Context, t Try) Decision {
+func (b *ratioBudget) Take(_ context.Context, t Try) Decision {
 	at := b.clock.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -125,7 +136,7 @@ func (b *RatioBudget) Take(_ context.Context, t Try) Decision {
 // index returns the slot index of at, starting a fresh window when at is
 // a window or more away from the latest reading, either way, or too far
 // from the epoch to measure. b.mu is held.
-func (b *RatioBudget) index(at time.Time) int64 {
+func (b *ratioBudget) index(at time.Time) int64 {
 	d := at.Sub(b.epoch)
 	now := int64(d / b.slot)
 	if d%b.slot < 0 {

@@ -54,7 +54,7 @@ func TestBudgetDeniedWithoutARealTryIsErrBudgetExhausted(t *testing.T) {
 
 func TestTokenBucketRefillsOnItsClock(t *testing.T) {
 	f := clock.NewFake(time.Unix(0, 0))
-	b := NewTokenBucketBudgetWithClock(1, 2, f) // 1 token, +2/s
+	b := newTokenBucketBudget(1, 2, f) // 1 token, +2/s
 	retry := Try{Kind: TryRetry, Cost: 1}
 	if !b.Take(context.Background(), retry).Allowed {
 		t.Fatal("full bucket refused")
@@ -73,7 +73,7 @@ func TestTokenBucketRefillsOnItsClock(t *testing.T) {
 
 func TestRatioBudgetBoundsAmplification(t *testing.T) {
 	f := clock.NewFake(time.Unix(0, 0))
-	b := NewRatioBudget(Ratio(0.1), RatioFloor(1), RatioWindow(10*time.Second), RatioClock(f))
+	b := newRatioBudget(Ratio(0.1), RatioFloor(1), RatioWindow(10*time.Second), RatioClock(f))
 	var calls atomic.Int32
 	ep := budgetChain(b, 3, func(context.Context, any) (any, error) { calls.Add(1); return nil, errFlaky })
 	for i := 0; i < 1000; i++ {
@@ -92,7 +92,7 @@ func TestRatioBudgetBoundsAmplification(t *testing.T) {
 
 func TestRatioBudgetWindowSlides(t *testing.T) {
 	f := clock.NewFake(time.Unix(0, 0))
-	b := NewRatioBudget(Ratio(0.5), RatioFloor(0), RatioWindow(time.Second), RatioClock(f))
+	b := newRatioBudget(Ratio(0.5), RatioFloor(0), RatioWindow(time.Second), RatioClock(f))
 	ctx := context.Background()
 	for i := 0; i < 10; i++ {
 		b.Take(ctx, Try{Kind: TryFirst})
@@ -134,7 +134,7 @@ func TestUnlimitedBudgetAllowsEverything(t *testing.T) {
 }
 
 func TestThrottleBudgetClosesAtHalfAndReopens(t *testing.T) {
-	b := NewThrottleBudget(10, 0.5)
+	b := newThrottleBudget(10, 0.5)
 	ctx := context.Background()
 	retry := Try{Kind: TryRetry, Cost: 1}
 	for i := 0; i < 5; i++ { // 10 → 5 tokens
@@ -170,7 +170,7 @@ func TestThrottleBudgetClosesAtHalfAndReopens(t *testing.T) {
 }
 
 func TestThrottleBudgetStopsRetriesDuringAnOutage(t *testing.T) {
-	b := NewThrottleBudget(10, 0.1)
+	b := newThrottleBudget(10, 0.1)
 	var calls atomic.Int32
 	ep := budgetChain(b, 3, func(context.Context, any) (any, error) { calls.Add(1); return nil, errFlaky })
 	for i := 0; i < 1000; i++ {
@@ -192,7 +192,7 @@ func TestThrottleBudgetStopsRetriesDuringAnOutage(t *testing.T) {
 }
 
 func TestThrottleBudgetConcurrentOutcomesStayInRange(t *testing.T) {
-	b := NewThrottleBudget(5, 0.3)
+	b := newThrottleBudget(5, 0.3)
 	var wg sync.WaitGroup
 	for g := 0; g < 8; g++ {
 		wg.Add(1)

@@ -15,14 +15,14 @@ type Outcomes interface {
 	RecordOutcome(t Try, success bool)
 }
 
-// ThrottleBudget is gRPC's client-side retry throttling: a bucket of
+// throttleBudget is gRPC's client-side retry throttling: a bucket of
 // tokens that every failed try drains by one and every successful try
 // refills by a fraction. Retries and hedges are allowed only while the
 // bucket is more than half full. When a dependency goes down, a handful
 // of failures empty the top half and retries stop altogether — the load
 // on the dead dependency falls to about one try per call — and they
 // resume once enough successes have refilled it.
-type ThrottleBudget struct {
+type throttleBudget struct {
 	max   int64 // in thousandths of a token
 	ratio int64 // refill per success, thousandths
 	cur   atomic.Int64
@@ -31,14 +31,26 @@ type ThrottleBudget struct {
 // NewThrottleBudget returns a full bucket of maxTokens (gRPC allows
 // 1..1000; default 10 when ≤ 0) refilled by tokenRatio per success
 // (default 0.1 when ≤ 0).
-func NewThrottleBudget(maxTokens, tokenRatio float64) *ThrottleBudget {
+//
+// It is gRPC's client-side retry throttling: every failed try drains the
+// bucket by one token and every successful try refills it by tokenRatio.
+// Retries and hedges are allowed only while the bucket is more than half
+// full, so during an outage the load falls to about one try per call. The
+// budget implements Outcomes (the budget gate reports each try to it) and
+// TokenReporter.
+func NewThrottleBudget(maxTokens, tokenRatio float64) Budget {
+	return newThrottleBudget(maxTokens, tokenRatio)
+}
+
+// newThrottleBudget is NewThrottleBudget with its concrete type.
+func newThrottleBudget(maxTokens, tokenRatio float64) *throttleBudget {
 	if !(maxTokens > 0) || math.IsInf(maxTokens, 0) {
 		maxTokens = 10
 	}
 	if !(tokenRatio > 0) || math.IsInf(tokenRatio, 0) {
 		tokenRatio = 0.1
 	}
-	b := &ThrottleBudget{max: int64(math.Min(maxTokens, 1000) * 1000), ratio: int64(math.Min(tokenRatio, 1000) * 1000)}
+	b := &throttleBudget{max: int64(math.Min(maxTokens, 1000) * 1000), ratio: int64(math.Min(tokenRatio, 1000) * 1000)}
 	b.cur.Store(b.max)
 	return b
 }
@@ -50,7 +62,7 @@ const (
 )
 
 // Take allows a retry or hedge while more than half the tokens remain.
-func (b *ThrottleBudget) Take(_ context.Context, t Try) Decision {
+func (b *throttleBudget) Take(_ context.Context, t Try) Decision {
 	if t.Kind == TryFirst {
 		return Decision{Allowed: true, Reason: reasonFirstTry}
 	}
@@ -62,7 +74,7 @@ func (b *ThrottleBudget) Take(_ context.Context, t Try) Decision {
 
 // RecordOutcome drains a token for a failure and refills the ratio for a
 // success, within [0, max].
-func (b *ThrottleBudget) RecordOutcome(_ Try, success bool) {
+func (b *throttleBudget) RecordOutcome(_ Try, success bool) {
 	for {
 		cur := b.cur.Load()
 		next := cur - 1000
@@ -78,4 +90,4 @@ func (b *ThrottleBudget) RecordOutcome(_ Try, success bool) {
 }
 
 // Tokens returns the tokens in the bucket.
-func (b *ThrottleBudget) Tokens() float64 { return float64(b.cur.Load()) / 1000 }
+func (b *throttleBudget) Tokens() float64 { return float64(b.cur.Load()) / 1000 }

@@ -12,7 +12,7 @@ import (
 	"github.com/recourse-go/recourse/internal/clockx"
 )
 
-// TokenBucketBudget rations retries and hedges with a token bucket
+// tokenBucketBudget rations retries and hedges with a token bucket
 // (golang.org/x/time/rate): it starts full with capacity tokens and refills
 // at refillPerSecond. Each retry or hedge takes its cost in tokens; first
 // tries take none.
@@ -21,7 +21,7 @@ import (
 // from the earlier reading, keeping the tokens there are (rate.Limiter
 // alone would refill nothing until the clock caught up again); a jump
 // forward refills at most to capacity.
-type TokenBucketBudget struct {
+type tokenBucketBudget struct {
 	lim   *rate.Limiter
 	clock clock.Clock
 
@@ -33,12 +33,21 @@ type TokenBucketBudget struct {
 // refillPerSecond. A capacity of 0 refuses every retry and hedge; a
 // negative or NaN refill rate is taken as 0 (no refill), and one above a
 // token per nanosecond (+Inf included) as a token per nanosecond.
+//
+// The bucket (golang.org/x/time/rate) starts full; each retry or hedge
+// takes its cost in tokens, first tries take none. The budget implements
+// TokenReporter.
 func NewTokenBucketBudget(capacity int, refillPerSecond float64) Budget {
-	return NewTokenBucketBudgetWithClock(capacity, refillPerSecond, nil)
+	return newTokenBucketBudget(capacity, refillPerSecond, nil)
 }
 
 // NewTokenBucketBudgetWithClock is NewTokenBucketBudget on clock c.
-func NewTokenBucketBudgetWithClock(capacity int, refillPerSecond float64, c clock.Clock) *TokenBucketBudget {
+func NewTokenBucketBudgetWithClock(capacity int, refillPerSecond float64, c clock.Clock) Budget {
+	return newTokenBucketBudget(capacity, refillPerSecond, c)
+}
+
+// newTokenBucketBudget is NewTokenBucketBudgetWithClock with its concrete type.
+func newTokenBucketBudget(capacity int, refillPerSecond float64, c clock.Clock) *tokenBucketBudget {
 	if capacity < 0 {
 		capacity = 0
 	}
@@ -52,7 +61,7 @@ func NewTokenBucketBudgetWithClock(capacity int, refillPerSecond float64, c cloc
 		refillPerSecond = maxRefillPerSecond
 	}
 	// rate.Limiter starts full.
-	return &TokenBucketBudget{lim: rate.NewLimiter(rate.Limit(refillPerSecond), capacity), clock: clockx.Or(c)}
+	return &tokenBucketBudget{lim: rate.NewLimiter(rate.Limit(refillPerSecond), capacity), clock: clockx.Or(c)}
 }
 
 const maxRefillPerSecond = 1e9 // a token per nanosecond
@@ -65,7 +74,7 @@ const (
 )
 
 // Take takes t.Cost tokens for a retry or hedge, if there are enough.
-func (b *TokenBucketBudget) Take(_ context.Context, t Try) Decision {
+func (b *tokenBucketBudget) Take(_ context.Context, t Try) Decision {
 	if t.Kind == TryFirst {
 		return Decision{Allowed: true, Reason: reasonFirstTry}
 	}
@@ -84,7 +93,7 @@ func (b *TokenBucketBudget) Take(_ context.Context, t Try) Decision {
 }
 
 // Tokens returns the tokens available now.
-func (b *TokenBucketBudget) Tokens() float64 { return b.lim.TokensAt(b.clock.Now()) }
+func (b *tokenBucketBudget) Tokens() float64 { return b.lim.TokensAt(b.clock.Now()) }
 
 func costOf(t Try) int {
 	if t.Cost < 1 {

@@ -89,15 +89,15 @@ func TestRegressBudgetsSurviveOddClockReadings(t *testing.T) {
 	for _, r := range oddReadings {
 		t.Run(r.name, func(t *testing.T) {
 			c := &setClock{now: r.at}
-			ratio := NewRatioBudget(Ratio(0.1), RatioFloor(0), RatioWindow(10*time.Second), RatioClock(c))
+			ratio := newRatioBudget(Ratio(0.1), RatioFloor(0), RatioWindow(10*time.Second), RatioClock(c))
 			if got := takeN(t, ratio, 100); got > 10 {
 				t.Errorf("ratio budget allowed %d extras for 100 firsts at 10%%", got)
 			}
-			tb := NewTokenBucketBudgetWithClock(5, 1, c)
+			tb := newTokenBucketBudget(5, 1, c)
 			if got := takeN(t, tb, 1); got > 5 {
 				t.Errorf("token bucket allowed %d with capacity 5 at a frozen clock", got)
 			}
-			th := NewThrottleBudget(10, 0.1)
+			th := newThrottleBudget(10, 0.1)
 			if got := takeN(t, th, 1); got != 1000 {
 				t.Errorf("full throttle allowed %d", got)
 			}
@@ -117,8 +117,8 @@ func TestRegressBudgetsSurviveClockJumpsAndRecover(t *testing.T) {
 		for _, to := range oddReadings {
 			t.Run(fmt.Sprintf("%s_to_%s", from.name, to.name), func(t *testing.T) {
 				c := &setClock{now: from.at}
-				ratio := NewRatioBudget(Ratio(0.5), RatioFloor(0), RatioWindow(time.Second), RatioClock(c))
-				tb := NewTokenBucketBudgetWithClock(3, 10, c)
+				ratio := newRatioBudget(Ratio(0.5), RatioFloor(0), RatioWindow(time.Second), RatioClock(c))
+				tb := newTokenBucketBudget(3, 10, c)
 				takeN(t, ratio, 10)
 				takeN(t, tb, 1)
 				c.set(to.at)
@@ -152,7 +152,7 @@ func TestRegressBudgetsSurviveClockJumpsAndRecover(t *testing.T) {
 func TestRegressRatioBudgetSmallBackwardStepKeepsAccounting(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	c := &setClock{now: start}
-	b := NewRatioBudget(Ratio(0.1), RatioFloor(0), RatioWindow(10*time.Second), RatioClock(c))
+	b := newRatioBudget(Ratio(0.1), RatioFloor(0), RatioWindow(10*time.Second), RatioClock(c))
 	total := 0
 	for i := 0; i < 5; i++ {
 		c.set(start.Add(time.Duration(i) * time.Second))
@@ -170,9 +170,9 @@ func TestRegressBudgetGateOddClocks(t *testing.T) {
 	for _, r := range oddReadings {
 		c := &setClock{now: r.at}
 		for _, b := range []Budget{
-			NewRatioBudget(RatioClock(c)),
-			NewTokenBucketBudgetWithClock(2, 1, c),
-			NewThrottleBudget(2, 0.5),
+			newRatioBudget(RatioClock(c)),
+			newTokenBucketBudget(2, 1, c),
+			newThrottleBudget(2, 0.5),
 			UnlimitedBudget{},
 		} {
 			var calls = new(int)
@@ -338,8 +338,8 @@ func TestRegressBreakerPanickingStateChange(t *testing.T) {
 // stepping back and forth.
 func TestRegressBudgetsOnFakeClockFromZero(t *testing.T) {
 	f := clock.NewFake(time.Time{})
-	ratio := NewRatioBudget(Ratio(0.5), RatioFloor(0), RatioWindow(time.Second), RatioClock(f))
-	tb := NewTokenBucketBudgetWithClock(2, 10, f)
+	ratio := newRatioBudget(Ratio(0.5), RatioFloor(0), RatioWindow(time.Second), RatioClock(f))
+	tb := newTokenBucketBudget(2, 10, f)
 	for _, step := range []time.Duration{0, -time.Hour, time.Hour, -time.Millisecond, 100 * 365 * 24 * time.Hour, -200 * 365 * 24 * time.Hour} {
 		f.Advance(step)
 		if got := takeN(t, ratio, 4); got > 2 {

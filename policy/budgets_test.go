@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -63,34 +64,24 @@ func TestBudgetsSectionParsesInYAMLAndJSON(t *testing.T) {
 func TestBudgetSpecBuildsTheMiddlewareBudgets(t *testing.T) {
 	clk := clock.Real{}
 	cases := []struct {
-		spec BudgetSpec
-		want any
+		spec   BudgetSpec
+		want   string  // the concrete type built
+		tokens float64 // what TokenReporter says, if it is one
 	}{
-		{BudgetSpec{Kind: "ratio", Ratio: 0.1, MinPerSecond: 1, Window: 10 * time.Second}, &middleware.RatioBudget{}},
-		{BudgetSpec{Kind: "token_bucket", Capacity: 50, RefillPerSecond: 10}, &middleware.TokenBucketBudget{}},
-		{BudgetSpec{Kind: "throttle", MaxTokens: 10, TokenRatio: 0.1}, &middleware.ThrottleBudget{}},
+		{BudgetSpec{Kind: "ratio", Ratio: 0.1, MinPerSecond: 1, Window: 10 * time.Second}, "*middleware.ratioBudget", -1},
+		{BudgetSpec{Kind: "token_bucket", Capacity: 50, RefillPerSecond: 10}, "*middleware.tokenBucketBudget", 50},
+		{BudgetSpec{Kind: "throttle", MaxTokens: 10, TokenRatio: 0.1}, "*middleware.throttleBudget", 10},
 	}
 	for _, c := range cases {
 		b, err := c.spec.Build(clk)
 		if err != nil {
 			t.Fatalf("%+v: %v", c.spec, err)
 		}
-		switch c.want.(type) {
-		case *middleware.RatioBudget:
-			_, ok := b.(*middleware.RatioBudget)
-			if !ok {
-				t.Errorf("%s built %T", c.spec.Kind, b)
-			}
-		case *middleware.TokenBucketBudget:
-			tb, ok := b.(*middleware.TokenBucketBudget)
-			if !ok || tb.Tokens() != 50 {
-				t.Errorf("%s built %T", c.spec.Kind, b)
-			}
-		case *middleware.ThrottleBudget:
-			tb, ok := b.(*middleware.ThrottleBudget)
-			if !ok || tb.Tokens() != 10 {
-				t.Errorf("%s built %T", c.spec.Kind, b)
-			}
+		if got := fmt.Sprintf("%T", b); got != c.want {
+			t.Errorf("%s built %s, want %s", c.spec.Kind, got, c.want)
+		}
+		if r, ok := b.(middleware.TokenReporter); ok != (c.tokens >= 0) || (ok && r.Tokens() != c.tokens) {
+			t.Errorf("%s: TokenReporter %v", c.spec.Kind, ok)
 		}
 	}
 	// A ratio budget with no floor and nothing counted refuses a retry:

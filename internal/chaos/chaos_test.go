@@ -32,7 +32,7 @@ const (
 // keys and the envelopes the suite runs them under.
 var keys = []string{"flaky.Read", "stall.Read", "panic.Write", "garbage.Get", "mixed.Query"}
 
-func executor(ratio *middleware.RatioBudget, bucket middleware.Budget) *recourse.Executor {
+func executor(ratio, bucket middleware.Budget) *recourse.Executor {
 	base := []policy.Option{
 		policy.MaxAttempts(3), policy.Backoff(time.Millisecond, 5*time.Millisecond, 2),
 		policy.TimeoutPerAttempt(40 * time.Millisecond), policy.OverallTimeout(overall),
@@ -233,7 +233,7 @@ func TestChaos(t *testing.T) {
 			t.Errorf("breaker %s in state %v", k, s)
 		}
 	}
-	if tok := bucket.Tokens(); tok < 0 || tok > 30 {
+	if tok := bucket.(middleware.TokenReporter).Tokens(); tok < 0 || tok > 30 {
 		t.Errorf("token bucket holds %v tokens, capacity 30", tok)
 	}
 	maxTries := int64(n) * 3 * 4 // attempts × (primary + up to 3 hedges)
