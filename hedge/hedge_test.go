@@ -287,7 +287,7 @@ func TestLatencyTriggerHedgesOnlyWhenWarmAndAtTheQuantile(t *testing.T) {
 	if _, err := ep(context.Background(), nil); err != nil { // the 20th sample
 		t.Fatal(err)
 	}
-	if n := trig.Tracker().Count(); n != 20 {
+	if n := trig.tracker.Count(); n != 20 {
 		t.Fatalf("tracker has %d samples, want 20 fed by the decorator", n)
 	}
 

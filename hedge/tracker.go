@@ -59,8 +59,8 @@ func (t *LatencyTracker) Count() int {
 	return int(n)
 }
 
-// Observed returns the number of samples ever observed.
-func (t *LatencyTracker) Observed() uint64 { return t.pos.Load() }
+// observed returns the number of samples ever observed.
+func (t *LatencyTracker) observed() uint64 { return t.pos.Load() }
 
 // Quantile returns the q-quantile (0 < q ≤ 1) of the window's samples,
 // rounded up to its histogram bucket's upper bound, or 0 with no samples.

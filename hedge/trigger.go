@@ -46,7 +46,7 @@ type LatencyTrigger struct {
 	fallback   time.Duration
 	floor      time.Duration
 
-	cachedAt atomic.Uint64 // tracker.Observed() when cached was computed, +1
+	cachedAt atomic.Uint64 // tracker.observed() when cached was computed, +1
 	cached   atomic.Int64
 }
 
@@ -84,16 +84,13 @@ func NewLatencyTrigger(tracker *LatencyTracker, q float64, opts ...LatencyOption
 	return t
 }
 
-// Tracker returns the trigger's tracker.
-func (t *LatencyTrigger) Tracker() *LatencyTracker { return t.tracker }
-
 // Delay returns the tracked quantile (at least the floor), or the fallback
 // before the tracker is warm.
 func (t *LatencyTrigger) Delay() (time.Duration, bool) {
 	if t.tracker.Count() < t.minSamples {
 		return t.fallback, t.fallback > 0
 	}
-	seen := t.tracker.Observed()
+	seen := t.tracker.observed()
 	at := t.cachedAt.Load()
 	if at == 0 || seen-(at-1) >= recomputeEvery {
 		d := t.tracker.Quantile(t.q)

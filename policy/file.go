@@ -54,9 +54,9 @@ const (
 	JSON
 )
 
-// FormatOf returns the format a file name's extension implies: JSON for
+// formatOf returns the format a file name's extension implies: JSON for
 // ".json", YAML otherwise.
-func FormatOf(path string) Format {
+func formatOf(path string) Format {
 	if strings.EqualFold(filepath.Ext(path), ".json") {
 		return JSON
 	}

@@ -159,7 +159,7 @@ func MaxPolicyBytes(n int64) FileOption {
 func NewFileProvider(path string, opts ...FileOption) (*FileProvider, error) {
 	f := &FileProvider{}
 	f.configure("file:"+path, opts)
-	format, limit := FormatOf(path), f.limit
+	format, limit := formatOf(path), f.limit
 	fetch := func(context.Context, string) (fetched, error) {
 		data, err := readPolicyFile(path, limit)
 		return fetched{data: data, format: format}, err
