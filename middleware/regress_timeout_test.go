@@ -86,3 +86,10 @@ func TestRegressCallerDeadlineAborts(t *testing.T) {
 }
 
 type betweenKey struct{}
+
+func TestRegressRetryDefaultJitterMatchesPolicyDefaults(t *testing.T) {
+	// A hand-built Retry() and policy.Defaults() agree: full jitter.
+	if got := defaultRetrier().backoff.Jitter; got != JitterFull {
+		t.Fatalf("Retry's default jitter %v, want full (policy.Defaults' jitter)", got)
+	}
+}

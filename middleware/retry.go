@@ -49,6 +49,14 @@ type retrier struct {
 	maxPushback   time.Duration
 }
 
+func defaultRetrier() *retrier {
+	return &retrier{
+		maxAttempts: 3,
+		backoff:     BackoffConfig{Initial: 10 * time.Millisecond, Max: 250 * time.Millisecond, Multiplier: 2, Jitter: JitterFull},
+		clock:       clock.Real{},
+	}
+}
+
 // Retry returns the attempt loop. Each attempt runs next with an
 // endpoint.AttemptInfo in its context. After a failed attempt the loop
 // reads the attempt's verdict (from Classify, or the default rules for an
@@ -68,13 +76,11 @@ type retrier struct {
 // wait, the error wraps both ctx.Err() and the last attempt's error. A
 // refused attempt (budget, breaker) after a real one returns the real one.
 //
-// Defaults: 3 attempts, 10ms initial backoff doubling to 250ms, no jitter.
+// Defaults: 3 attempts, 10ms initial backoff doubling to 250ms, full
+// jitter — the same as policy.Defaults(), so that a hand-built chain does
+// not retry in lockstep with its peers.
 func Retry(opts ...RetryOption) endpoint.Middleware {
-	r := &retrier{
-		maxAttempts: 3,
-		backoff:     BackoffConfig{Initial: 10 * time.Millisecond, Max: 250 * time.Millisecond, Multiplier: 2},
-		clock:       clock.Real{},
-	}
+	r := defaultRetrier()
 	for _, o := range opts {
 		o(r)
 	}
