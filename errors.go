@@ -48,6 +48,7 @@ var ErrNilOperation = errors.New("recourse: nil operation")
 
 // NoPolicyError reports a call refused for want of a policy.
 type NoPolicyError struct {
+	// Key is the key of the refused call ("payments.Charge").
 	Key string
 	// Err is why the provider had no policy.
 	Err error

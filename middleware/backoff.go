@@ -40,10 +40,21 @@ func (j JitterMode) String() string {
 
 // BackoffConfig is the shape of a retry schedule.
 type BackoffConfig struct {
-	Initial    time.Duration
-	Max        time.Duration
+	// Initial is the delay before the first retry, before jitter. Zero
+	// makes every delay zero: retries follow one another without waiting.
+	Initial time.Duration
+	// Max caps each delay, before jitter (and the range of
+	// JitterDecorrelated); it should be at least Initial. Zero is not "no
+	// cap": every delay after the first is then zero, except under
+	// JitterDecorrelated, which zero leaves uncapped.
+	Max time.Duration
+	// Multiplier is the factor each delay grows by over the one before,
+	// up to Max: 2 doubles it, 1 keeps it constant. Zero makes every
+	// delay after the first zero.
 	Multiplier float64
-	Jitter     JitterMode
+	// Jitter selects how each delay is randomised. The zero value,
+	// JitterNone, waits the exact exponential delay.
+	Jitter JitterMode
 }
 
 // schedule yields the delays of one call. The exponential part is

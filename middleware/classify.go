@@ -56,7 +56,11 @@ func defaultClassify(_ context.Context, resp any, err error) Verdict {
 // ClassifiedError is a try's error with the verdict Classify gave it. Its
 // message is the wrapped error's, and errors.Is/As see through it.
 type ClassifiedError struct {
-	Err     error
+	// Err is the try's error, as the endpoint returned it or, when
+	// FromFailer is set, as the response's Failed method reported it.
+	Err error
+	// Verdict is what classification made of Err: its outcome (retryable,
+	// non-retryable, abort) and the reason recorded in the timeline.
 	Verdict Verdict
 	// FromFailer is set when Err came from a go-kit Failer response rather
 	// than from the endpoint's error; the caller then gets the response

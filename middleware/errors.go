@@ -8,7 +8,11 @@ import (
 )
 
 // PermanentError marks an error that must not be retried.
-type PermanentError struct{ Err error }
+type PermanentError struct {
+	// Err is the error marked permanent; it is never nil when the
+	// PermanentError comes from Permanent.
+	Err error
+}
 
 // Error returns the wrapped error's message.
 func (p *PermanentError) Error() string { return p.Err.Error() }
@@ -41,12 +45,24 @@ func isPanic(err error) bool {
 }
 
 // PanicError is what a recovered panic becomes. Component says what
-// panicked: "op", "classifier", "budget" or "provider".
+// panicked.
 type PanicError struct {
+	// Component names what panicked: "op" (the operation), "classifier",
+	// "budget", "provider", "observer", "hedge" (a hedged try's
+	// goroutine) or "compile" (compiling a key's policy).
 	Component string
-	Key       string
-	Value     any
-	Stack     []byte
+	// Key is the key of the call the panic happened in. A provider that
+	// panics while loading its source or looking up a declared budget has
+	// no call's key: Key is then the source's name ("file:PATH") or the
+	// budget's name.
+	Key string
+	// Value is the value the panic was raised with, as recover returned
+	// it. Unwrap returns it when it is an error.
+	Value any
+	// Stack is the panicking goroutine's stack trace, formatted as
+	// runtime/debug.Stack formats it, captured when the panic was
+	// recovered.
+	Stack []byte
 }
 
 // Error describes the panic.

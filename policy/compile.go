@@ -37,9 +37,13 @@ type Compiler struct {
 	// the policy enables the breaker and Breaker is nil, Compile makes a
 	// new one from the policy (state then lives with the chain).
 	Breaker *middleware.CircuitBreaker
-	// Budget is the budget the policy's Budget names, and HedgeBudget the
-	// one its Hedge.Budget names. A named budget not given is an error.
-	Budget      middleware.Budget
+	// Budget is the budget the policy's Budget names; it is not used when
+	// that name is empty. A named budget not given is an error.
+	Budget middleware.Budget
+	// HedgeBudget is the budget the policy's Hedge.Budget names; it is
+	// used only when the policy enables hedging and names one, and hedges
+	// otherwise take their tokens from the policy's Budget. A named budget
+	// not given is an error.
 	HedgeBudget middleware.Budget
 	// Trigger overrides the hedge trigger the policy describes.
 	Trigger hedge.Trigger

@@ -6,8 +6,12 @@ import "strings"
 // and a name (usually the operation). Keys must be stable and of low
 // cardinality: never put IDs, tenants or raw URLs in a key.
 type Key struct {
+	// Namespace groups keys, usually by dependency or service
+	// ("payments"). It is empty for a key without one.
 	Namespace string
-	Name      string
+	// Name names the call site within the namespace, usually the
+	// operation ("Charge"). It may itself hold dots.
+	Name string
 }
 
 // ParseKey splits s at its first dot: "payments.Charge" → {payments,

@@ -47,10 +47,17 @@ type RetryPolicy struct {
 	// MaxAttempts is the number of attempts, the first included.
 	MaxAttempts int
 	// InitialBackoff is the delay before the first retry; it grows by
-	// Multiplier per retry up to MaxBackoff.
+	// Multiplier per retry up to MaxBackoff. Normalize keeps it between
+	// 1ms and 1m; 0 means unset and normalizes to 10ms.
 	InitialBackoff time.Duration
-	MaxBackoff     time.Duration
-	Multiplier     float64
+	// MaxBackoff caps each delay, before jitter. Normalize keeps it
+	// between InitialBackoff and 5m; 0 means unset and normalizes to
+	// 250ms, or to InitialBackoff if that is larger.
+	MaxBackoff time.Duration
+	// Multiplier is the factor each delay grows by over the one before,
+	// up to MaxBackoff: 2 doubles it, 1 keeps it constant. Normalize keeps
+	// it between 1 and 10; 0 means unset and normalizes to 2.
+	Multiplier float64
 	// Jitter randomises each delay.
 	Jitter JitterKind
 	// TimeoutPerAttempt is each try's own deadline; 0 means none.

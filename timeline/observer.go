@@ -68,25 +68,47 @@ type PolicyProblem struct {
 
 // PolicyReload describes a provider's reload.
 type PolicyReload struct {
-	Source  string
+	// Source names what was reloaded, as the provider names it:
+	// "file:PATH" or "remote:URL" for policy's file and remote providers.
+	Source string
+	// Version is the provider's version after the reload (see
+	// policy.Versioned). policy's providers give every reported reload a
+	// new version, failed ones included.
 	Version uint64
-	Err     error
+	// Err is why the reload failed, in which case the provider keeps
+	// serving its previous policies; nil for a successful reload.
+	Err error
 }
 
 // BudgetDecision describes one budget check.
 type BudgetDecision struct {
-	Key     string
-	Budget  string
+	// Key is the call's key ("payments.Charge").
+	Key string
+	// Budget is the name of the budget asked, as the policy names it;
+	// empty for a policy that names none.
+	Budget string
+	// Attempt is the 1-based attempt number of the try; a hedge has the
+	// number of the attempt it hedges.
 	Attempt int
-	Hedge   bool
+	// Hedge reports whether the try was a hedge rather than a retry.
+	Hedge bool
+	// Allowed reports whether the budget let the try run. A refused try
+	// does not run.
 	Allowed bool
-	Reason  string
+	// Reason is the budget's explanation of its decision, such as
+	// "tokens_available" or "tokens_exhausted" (see middleware.Decision).
+	Reason string
 }
 
 // HedgeEvent describes the spawning of a hedged try.
 type HedgeEvent struct {
-	Key        string
-	Attempt    int
+	// Key is the call's key ("payments.Charge").
+	Key string
+	// Attempt is the 1-based number of the attempt being hedged.
+	Attempt int
+	// HedgeIndex is the hedge's index within its attempt: 1 for the
+	// first hedge, 2 for the second, and so on (0 is the primary try,
+	// which is never a HedgeEvent).
 	HedgeIndex int
 	// After is when the hedge was due, counted from the start of the
 	// attempt: its index times the trigger delay.
@@ -98,9 +120,14 @@ type HedgeEvent struct {
 // BreakerStateChange describes a circuit breaker transition. States are
 // "closed", "half_open" and "open".
 type BreakerStateChange struct {
-	Key      string
-	From, To string
-	At       time.Time
+	// Key is the key whose breaker changed state.
+	Key string
+	// From is the state the breaker left.
+	From string
+	// To is the state the breaker entered.
+	To string
+	// At is when the change happened, by the executor's clock.
+	At time.Time
 }
 
 // BaseObserver implements every Observer method as a no-op. Embed it.

@@ -15,8 +15,10 @@ import (
 // StatusError is the error of a try that got a failed HTTP status. It
 // carries the server's Retry-After, if any, as pushback.
 type StatusError struct {
-	// Code is the status code, Status the status line ("503 Service Unavailable").
-	Code   int
+	// Code is the status code (503).
+	Code int
+	// Status is the status text as the response gave it, code included
+	// ("503 Service Unavailable").
 	Status string
 	// After is the delay the server asked for (Retry-After), 0 if none.
 	After time.Duration
