@@ -1,7 +1,8 @@
-// Command recourse checks and explains policy files.
+// Command recourse checks and explains policy files, and draws calls.
 //
 //	recourse check [--external NAME]... FILE        validate FILE; print every key's needs, normalized policy and chain
 //	recourse explain [--external NAME]... FILE KEY  print one key's needs, normalized policy and chain
+//	recourse timeline [-svg OUT] [FILE|-]           draw each logged call as a waterfall
 //
 // check exits 0 for a valid file; for an invalid one it prints every
 // error — each naming the key, the field and the value — on stderr and
@@ -20,6 +21,14 @@
 // --external NAME (repeatable; also --external=NAME). For every key the
 // output lists what it needs and where each name comes from: the file,
 // built in, or external.
+//
+// timeline reads the JSON lines timeline.NewZerologObserver writes (from
+// FILE, or stdin for "-" or no FILE), skipping other lines, groups them by
+// call_id and draws each call as a waterfall on stdout: a header (key,
+// outcome, total time, tries), then one bar per try on a common time scale,
+// waits between tries as "·", hedges on lanes of their own. With -svg OUT it
+// also writes a self-contained SVG of the same waterfalls ("-svg -": the SVG
+// alone, on stdout). It exits 1 when the input holds no call to draw.
 package main
 
 import (
@@ -41,6 +50,7 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 const usage = `usage:
   recourse check [--external NAME]... FILE        validate a policy file and print each key's needs and chain
   recourse explain [--external NAME]... FILE KEY  print one key's needs, policy and chain
+  recourse timeline [-svg OUT] [FILE|-]           draw the calls in NewZerologObserver's JSON lines as waterfalls
 
 --external NAME accepts a budget, hedge trigger or classifier NAME that is
 registered in code (WithBudget, WithHedgeTrigger, WithClassifier).
@@ -83,6 +93,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd := args[0]
+	if cmd == "timeline" {
+		return runTimeline(args[1:], os.Stdin, stdout, stderr)
+	}
 	pos, external, ok := parseArgs(args[1:])
 	switch {
 	case !ok:

@@ -20,8 +20,17 @@ import (
 )
 
 // Logger returns a zerolog logger writing readable lines to stdout (see
-// NewLogger).
-func Logger() zerolog.Logger { return NewLogger(os.Stdout) }
+// NewLogger), or, when the environment variable RECOURSE_LOG_FORMAT is
+// "json", the JSON lines timeline.NewZerologObserver documents, as a
+// service would log them (what "recourse timeline" draws):
+//
+//	RECOURSE_LOG_FORMAT=json go run ./examples/basic | go run ./cmd/recourse timeline -
+func Logger() zerolog.Logger {
+	if os.Getenv("RECOURSE_LOG_FORMAT") == "json" {
+		return zerolog.New(os.Stdout).Level(zerolog.InfoLevel).With().Timestamp().Logger()
+	}
+	return NewLogger(os.Stdout)
+}
 
 // NewLogger returns a zerolog logger writing readable lines to w at info
 // level and above, with millisecond timestamps. The lines are coloured only
