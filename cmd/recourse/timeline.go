@@ -335,12 +335,29 @@ func runTimeline(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("timeline", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	svgOut := fs.String("svg", "", "write an SVG to this file")
-	if err := fs.Parse(args); err != nil || fs.NArg() > 1 {
+	// Flags may come before or after FILE ("recourse timeline log.json -svg out.svg").
+	var pos []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			fmt.Fprint(stderr, timelineUsage)
+			return 2
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		if len(rest) > fs.NArg() && rest[len(rest)-fs.NArg()-1] == "--" {
+			pos = append(pos, fs.Args()...) // after "--", all are files
+			break
+		}
+		pos, rest = append(pos, fs.Arg(0)), fs.Args()[1:]
+	}
+	if len(pos) > 1 {
 		fmt.Fprint(stderr, timelineUsage)
 		return 2
 	}
 	name, in := "stdin", stdin
-	if p := fs.Arg(0); p != "" && p != "-" {
+	if len(pos) == 1 && pos[0] != "-" {
+		p := pos[0]
 		f, err := os.Open(p)
 		if err != nil {
 			fmt.Fprintf(stderr, "recourse timeline: %v\n", err)

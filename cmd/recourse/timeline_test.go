@@ -302,7 +302,23 @@ func TestTimelineUsage(t *testing.T) {
 	if code, _, errs := timelineRun(t, "", "/no/such/file"); code != 1 || !strings.Contains(errs, "no such file") {
 		t.Errorf("missing file: exit %d, %q", code, errs)
 	}
+	// -svg may follow FILE.
+	svgPath := filepath.Join(t.TempDir(), "out.svg")
+	if code, _, errs := timelineRun(t, "", "testdata/timeline/retries.jsonl", "-svg", svgPath); code != 0 {
+		t.Errorf("FILE -svg OUT: exit %d, %q", code, errs)
+	} else if _, err := os.Stat(svgPath); err != nil {
+		t.Error(err)
+	}
+	// After "--", a name starting with "-" is a file.
+	if code, _, errs := timelineRun(t, "", "--", "-svg"); code != 1 || !strings.Contains(errs, "open -svg") {
+		t.Errorf("-- -svg: exit %d, %q", code, errs)
+	}
 	var out, errb bytes.Buffer
+	if code := run([]string{"timeline", "testdata/timeline/hedge.jsonl"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "#1 hedge 1") {
+		t.Errorf("run timeline: exit %d, %q %q", code, out.String(), errb.String())
+	}
+	out.Reset()
+	errb.Reset()
 	if code := run(nil, &out, &errb); code != 2 || !strings.Contains(errb.String(), "recourse timeline [-svg OUT] [FILE|-]") {
 		t.Errorf("usage does not name timeline: %q", errb.String())
 	}
