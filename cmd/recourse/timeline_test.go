@@ -433,3 +433,25 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// A try refused before it ran (budget, open breaker) is drawn as "×" on
+// the terminal and purple in the SVG.
+func TestTimelineRefusedTry(t *testing.T) {
+	in := `{"event":"call","key":"k","call_id":"r1","duration_ms":12,"outcome":"failure","attempts":2,"error":"recourse: budget exhausted",` +
+		`"timeline":[{"attempt":1,"start_ms":0,"duration_ms":2,"outcome":"retryable","status":"UNAVAILABLE","backoff_ms":10},` +
+		`{"attempt":2,"start_ms":12,"duration_ms":0,"outcome":"abort","reason":"budget_denied","error":"recourse: budget exhausted"}]}`
+	code, out, errs := timelineRun(t, in)
+	if code != 0 || !strings.Contains(out, "×| abort (budget_denied) 0ms") || !strings.Contains(out, "error: recourse: budget exhausted") {
+		t.Fatalf("exit %d:\n%s%s", code, out, errs)
+	}
+	_, svg, _ := timelineRun(t, in, "-svg", "-")
+	var fills []string
+	for _, e := range parseSVG(t, []byte(svg)) {
+		if strings.HasPrefix(e.Attrs["class"], "try ") {
+			fills = append(fills, e.Attrs["fill"])
+		}
+	}
+	if strings.Join(fills, ",") != "#f0a202,#7b2cbf" {
+		t.Errorf("fills %q", fills)
+	}
+}
