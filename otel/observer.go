@@ -84,6 +84,11 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 // implements timeline.Observer; give it to recourse.WithObserver. It is
 // safe for concurrent use. Make one with NewObserver; the zero value is
 // not usable.
+//
+// A call's span is started by OnStart and kept until OnFinish ends it,
+// keyed by the context the executor passes to both. A call that never
+// finishes — an operation's panic let through by
+// recourse.WithoutPanicRecovery — leaves its span unended and held.
 type Observer struct {
 	tracer trace.Tracer
 
