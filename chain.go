@@ -65,10 +65,7 @@ func (e *Executor) compile(key string, ans answer) *entry {
 	}
 	if refusal != nil {
 		en.refusal = refusal
-		en.mw = endpoint.Chain(
-			middleware.Observe(key, middleware.WithObserver(e.callObserver()), middleware.ObserveClock(e.opts.Clock), mwopt.WithAttributes.(func(map[string]string) middleware.ObserveOption)(attrs)),
-			refuse(refusal),
-		)
+		en.mw = e.refusing(key, refusal, attrs)
 	}
 	en.ep = en.mw(e.terminal(key))
 	if kb := en.breaker; kb != nil && !e.opts.NoPanicRecovery && !timeline.IsNoop(e.opts.Observer) {
@@ -89,6 +86,16 @@ func (e *Executor) callObserver() timeline.Observer {
 		return e.opts.Observer
 	}
 	return guardedObserver{e.opts.Observer}
+}
+
+// refusing is the chain of a key whose calls may not run: it opens a
+// timeline with attrs, records one refused attempt and returns err.
+func (e *Executor) refusing(key string, err error, attrs map[string]string) endpoint.Middleware {
+	return endpoint.Chain(
+		middleware.Observe(key, middleware.WithObserver(e.callObserver()), middleware.ObserveClock(e.opts.Clock),
+			mwopt.WithAttributes.(func(map[string]string) middleware.ObserveOption)(attrs)),
+		refuse(err),
+	)
 }
 
 // refuse is the chain of a key whose calls may not run: it records one

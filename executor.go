@@ -14,7 +14,6 @@ import (
 	"github.com/recourse-go/recourse/endpoint"
 	"github.com/recourse-go/recourse/hedge"
 	"github.com/recourse-go/recourse/internal/clockx"
-	"github.com/recourse-go/recourse/internal/mwopt"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/policy"
 	"github.com/recourse-go/recourse/timeline"
@@ -666,10 +665,7 @@ func transient(err error) bool {
 func (e *Executor) refused(key string, err error) *entry {
 	attrs := map[string]string{}
 	en := &entry{key: key, refusal: err}
-	en.mw = endpoint.Chain(
-		middleware.Observe(key, middleware.WithObserver(e.callObserver()), middleware.ObserveClock(e.opts.Clock), mwopt.WithAttributes.(func(map[string]string) middleware.ObserveOption)(attrs)),
-		refuse(err),
-	)
+	en.mw = e.refusing(key, err, attrs)
 	en.ep = en.mw(e.terminal(key))
 	return en
 }

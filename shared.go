@@ -37,6 +37,11 @@ func (kb *keyBreaker) recoverObserver(key string) {
 
 // reportPanic joins a recovered OnBreakerState panic, if any, to err.
 func (kb *keyBreaker) reportPanic(err error) error {
+	// A load first: every call of the key passes here, and a swap (a
+	// write) on each would make callers of one key contend for the line.
+	if kb.panicked.Load() == nil {
+		return err
+	}
 	if p := kb.panicked.Swap(nil); p != nil {
 		return errors.Join(err, p)
 	}
