@@ -1,11 +1,18 @@
 package middleware
 
 import (
+	"errors"
 	"fmt"
 	"runtime/debug"
 
 	"github.com/cenkalti/backoff/v4"
 )
+
+// ErrBulkheadFull is returned (wrapped) when a key's bulkhead, fixed or
+// adaptive, refuses a try: no room within its wait bound. The operation is
+// not called; the try is recorded with reason "bulkhead_full", is never
+// counted by the circuit breaker and is not retried.
+var ErrBulkheadFull = errors.New("recourse: bulkhead full")
 
 // PermanentError marks an error that must not be retried.
 type PermanentError struct {

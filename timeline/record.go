@@ -52,6 +52,12 @@ const (
 	ReasonPolicyFallback = "policy_fallback"
 	ReasonNoPolicy       = "no_policy"
 	ReasonPanic          = "panic"
+	// ReasonBulkheadFull: the key's bulkhead (fixed or adaptive) had no
+	// room for the try within its wait bound; the operation was not called.
+	ReasonBulkheadFull = "bulkhead_full"
+	// ReasonFallback: the call failed and the key's fallback supplied its
+	// result. The failed tries stay in the timeline before it.
+	ReasonFallback = "fallback"
 )
 
 // Attribute names set on Timeline.Attributes by the executor. These are
