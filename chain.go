@@ -85,7 +85,7 @@ func (e *Executor) callObserver() timeline.Observer {
 	if e.opts.NoPanicRecovery || timeline.IsNoop(e.opts.Observer) {
 		return e.opts.Observer
 	}
-	return guardedObserver{e.opts.Observer}
+	return guard(e.opts.Observer)
 }
 
 // refusing is the chain of a key whose calls may not run: it opens a

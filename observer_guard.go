@@ -20,6 +20,31 @@ type guardedObserver struct {
 	o timeline.Observer
 }
 
+// guardedContextObserver is guardedObserver for an observer that also
+// implements timeline.ContextObserver: CallContext is guarded as the other
+// callbacks are, and a call whose CallContext panicked keeps the context it
+// had.
+type guardedContextObserver struct {
+	guardedObserver
+	c timeline.ContextObserver
+}
+
+// guard returns o guarded: a guardedContextObserver when o implements
+// timeline.ContextObserver, so that the hook's cost is paid only by
+// observers that have it, and a guardedObserver otherwise.
+func guard(o timeline.Observer) timeline.Observer {
+	if c, ok := o.(timeline.ContextObserver); ok {
+		return guardedContextObserver{guardedObserver{o}, c}
+	}
+	return guardedObserver{o}
+}
+
+func (g guardedContextObserver) CallContext(ctx context.Context, key string, start time.Time) (out context.Context) {
+	out = ctx
+	defer recoverObserver(ctx, key)
+	return g.c.CallContext(ctx, key, start)
+}
+
 func recoverObserver(ctx context.Context, key string) {
 	if v := recover(); v != nil {
 		record.FromContext(ctx).ObserverPanicked(middleware.NewPanicError("observer", key, v))

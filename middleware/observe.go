@@ -46,9 +46,11 @@ type observer struct {
 }
 
 // Observe returns the outermost decorator: it opens the call's timeline
-// for key, reports OnStart, lets inner decorators add one record per try,
-// then closes the timeline with the call's error, reports OnFinish and
-// hands the timeline to a Capture from timeline.Record, if any.
+// for key, lets an observer that implements timeline.ContextObserver make
+// the call's context (which every try then runs in), reports OnStart, lets
+// inner decorators add one record per try, then closes the timeline with
+// the call's error, reports OnFinish and hands the timeline to a Capture
+// from timeline.Record, if any.
 //
 // With no Capture in the context and no observer (or the no-op one),
 // Observe does no timeline work at all and allocates nothing.
@@ -63,6 +65,10 @@ func Observe(key string, opts ...ObserveOption) endpoint.Middleware {
 		o(ob)
 	}
 	noop := timeline.IsNoop(ob.obs)
+	var cobs timeline.ContextObserver
+	if !noop {
+		cobs, _ = ob.obs.(timeline.ContextObserver)
+	}
 	return func(next endpoint.Endpoint) endpoint.Endpoint {
 		return func(ctx context.Context, req any) (any, error) {
 			capture := record.CaptureFromContext(ctx)
@@ -81,6 +87,9 @@ func Observe(key string, opts ...ObserveOption) endpoint.Middleware {
 				rec.SetPolicyID(ob.policyID)
 			}
 			ctx = record.NewContext(ctx, rec)
+			if cobs != nil {
+				ctx = callContext(ctx, cobs, rec)
+			}
 			rec.Start(ctx)
 			start, doneBefore := rec.Now(), ctx.Err() != nil
 			resp, err := next(ctx, req)
@@ -97,6 +106,16 @@ func Observe(key string, opts ...ObserveOption) endpoint.Middleware {
 			return resp, err
 		}
 	}
+}
+
+// callContext returns the call's context as cobs makes it from ctx, which
+// carries rec: ctx itself when cobs returns nil or a context not derived
+// from ctx (one without rec, which the inner decorators need).
+func callContext(ctx context.Context, cobs timeline.ContextObserver, rec *record.Recorder) context.Context {
+	if c := cobs.CallContext(ctx, rec.Key(), rec.StartTime()); c != nil && record.FromContext(c) == rec {
+		return c
+	}
+	return ctx
 }
 
 // recordWhole records a call no inner decorator recorded as one attempt.

@@ -163,7 +163,8 @@ type NoopObserver struct{ BaseObserver }
 
 // IsNoop reports whether o does nothing, so event work can be skipped
 // entirely: o is nil, a nil pointer (which is treated as no observer), a
-// NoopObserver, or a multiObserver of nothing but such observers.
+// NoopObserver, or a multiObserver (or contextMulti) of nothing but such
+// observers.
 func IsNoop(o Observer) bool {
 	switch o := o.(type) {
 	case nil, NoopObserver, *NoopObserver:
@@ -175,6 +176,8 @@ func IsNoop(o Observer) bool {
 			}
 		}
 		return true
+	case contextMulti:
+		return IsNoop(o.multiObserver)
 	}
 	return isNil(o)
 }
@@ -195,25 +198,37 @@ func isNil(o Observer) bool {
 // Multi returns an observer that fans events out to obs in order. It drops
 // the entries that do nothing (nil, nil pointers, NoopObserver; see
 // IsNoop) and flattens nested results of Multi: with none left it returns
-// NoopObserver{}, with one it returns that one.
+// NoopObserver{}, with one it returns that one. The result implements
+// ContextObserver when one of obs does.
 func Multi(obs ...Observer) Observer {
 	var out multiObserver
+	withContext := false
 	var add func(os []Observer)
 	add = func(os []Observer) {
 		for _, o := range os {
-			if m, ok := o.(multiObserver); ok {
+			switch m := o.(type) {
+			case multiObserver:
 				add(m)
-			} else if !IsNoop(o) {
-				out = append(out, o)
+			case contextMulti:
+				add(m.multiObserver)
+			default:
+				if !IsNoop(o) {
+					out = append(out, o)
+					if _, ok := o.(ContextObserver); ok {
+						withContext = true
+					}
+				}
 			}
 		}
 	}
 	add(obs)
-	switch len(out) {
-	case 0:
+	switch {
+	case len(out) == 0:
 		return NoopObserver{}
-	case 1:
+	case len(out) == 1:
 		return out[0]
+	case withContext:
+		return contextMulti{out}
 	}
 	return out
 }

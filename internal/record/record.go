@@ -73,6 +73,15 @@ func (r *Recorder) Now() time.Time {
 	return r.now()
 }
 
+// StartTime returns the call's start, the timeline's Start (zero time for
+// a nil recorder). It is set once, by New.
+func (r *Recorder) StartTime() time.Time {
+	if r == nil {
+		return time.Time{}
+	}
+	return r.tl.Start
+}
+
 // Key returns the key of the call being recorded.
 func (r *Recorder) Key() string {
 	if r == nil {
