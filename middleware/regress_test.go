@@ -355,19 +355,28 @@ func TestRegressBudgetsOnFakeClockFromZero(t *testing.T) {
 	}
 }
 
-// Hostile: a try that panics (recovery off) trips the breaker inside
-// gobreaker; the transition still reaches OnStateChange before the panic
-// leaves the decorator, not at some later call.
+// Hostile: a try that panics (recovery off) is admitted as a half-open
+// probe, so its own breaker call moved the state; the transition still
+// reaches OnStateChange before the panic leaves the decorator, not at some
+// later call. The panic itself is not counted, as a recovered one is not.
 func TestRegressBreakerTransitionDeliveredOnPanic(t *testing.T) {
-	var n atomic.Int32
-	b := NewCircuitBreaker(BreakerConfig{Name: "k", ConsecutiveFailures: 1, Cooldown: time.Hour,
-		OnStateChange: func(string, endpoint.BreakerState, endpoint.BreakerState) { n.Add(1) }})
+	var got []endpoint.BreakerState
+	b := NewCircuitBreaker(BreakerConfig{Name: "k", ConsecutiveFailures: 1, Cooldown: time.Millisecond,
+		OnStateChange: func(_ string, _, to endpoint.BreakerState) { got = append(got, to) }})
+	_, _ = breakerChain(b, func(context.Context, any) (any, error) { return nil, errFlaky })(context.Background(), nil)
+	if len(got) != 1 || got[0] != endpoint.BreakerOpen {
+		t.Fatalf("transitions %v, want [open]", got)
+	}
+	time.Sleep(5 * time.Millisecond) // past the cooldown (gobreaker's real clock)
 	ep := Breaker(b)(func(context.Context, any) (any, error) { panic("op bug") })
 	func() {
 		defer func() { _ = recover() }()
 		_, _ = ep(context.Background(), nil)
 	}()
-	if b.cb.State().String() != "open" || n.Load() != 1 {
-		t.Fatalf("state %v, transitions delivered %d (want open, 1)", b.cb.State(), n.Load())
+	if len(got) != 2 || got[1] != endpoint.BreakerHalfOpen {
+		t.Fatalf("transitions delivered %v (want [open half-open] before the panic left)", got)
+	}
+	if s := b.m.Load().cb.State().String(); s != "half-open" {
+		t.Fatalf("gobreaker state %s after a panicking probe, want half-open (a panic is not counted)", s)
 	}
 }
