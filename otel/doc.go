@@ -54,10 +54,31 @@
 // timeline's, so a span and its events line up with the timeline logged
 // for the same call.
 //
-// The contexts of the tries are the executor's, which an observer cannot
-// change: a span started inside a try (by otelhttp, otelgrpc or your own
-// code) is a child of the span of the caller, a sibling of the call's
-// span, not a child of it.
+// The call's span is in the context every try runs in (the Observer is a
+// timeline.ContextObserver, which the executor asks for the call's
+// context), so a span started inside a try — by otelhttp, otelgrpc or your
+// own code — is a child of the call's span:
+//
+//	handler span
+//	└── payments.Charge            (INTERNAL, this package)
+//	    ├── HTTP POST              (CLIENT, otelhttp: the first try)
+//	    └── HTTP POST              (CLIENT, otelhttp: the retry)
+//
+// WithAttemptSpans(true) adds one more child span per try, "KEY attempt",
+// with its number, hedge index and reason. It is recorded when the try
+// ends, so the tries' own spans stay children of the call's span beside
+// it.
+//
+// # HTTP resends
+//
+// With rhttp, put otelhttp under the recourse transport, so that each try
+// gets its own client span, and NewResendTransport under otelhttp, so
+// that a resent request's span carries http.request.resend_count (the
+// OpenTelemetry semantic convention) and, for a hedge,
+// recourse.hedge_index:
+//
+//	rt := rhttp.NewTransport(exec, "payments.Charge",
+//		otelhttp.NewTransport(rotel.NewResendTransport(http.DefaultTransport)))
 //
 // # Metrics
 //
@@ -71,6 +92,7 @@
 //	recourse.call.hedges                   histogram        hedges run per call (refused ones not counted)
 //	recourse.budget.decisions              counter          recourse.budget, recourse.allowed
 //	recourse.circuit_breaker.transitions   counter          recourse.from, recourse.to (closed|half_open|open)
+//	recourse.circuit_breaker.open          gauge            1 while the key's breaker is open, 0 once it left
 //	recourse.policy.reloads                counter          recourse.result = ok|error
 //
 // Through the OpenTelemetry Prometheus exporter they appear as

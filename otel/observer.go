@@ -47,6 +47,7 @@ const (
 	MetricCallHedges         = "recourse.call.hedges"
 	MetricBudgetDecisions    = "recourse.budget.decisions"
 	MetricBreakerTransitions = "recourse.circuit_breaker.transitions"
+	MetricBreakerOpen        = "recourse.circuit_breaker.open"
 	MetricPolicyReloads      = "recourse.policy.reloads"
 )
 
@@ -62,8 +63,9 @@ var countBuckets = []float64{0, 1, 2, 3, 4, 5, 10}
 type Option func(*config)
 
 type config struct {
-	tp trace.TracerProvider
-	mp metric.MeterProvider
+	tp           trace.TracerProvider
+	mp           metric.MeterProvider
+	attemptSpans bool
 }
 
 // WithTracerProvider makes the Observer start its spans with tp instead
@@ -80,17 +82,32 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 	return func(c *config) { c.mp = mp }
 }
 
+// WithAttemptSpans(true) makes the Observer record one more span per try,
+// a child of the call's span named "KEY attempt", covering the try from
+// its start to its end, with the attributes recourse.attempt,
+// recourse.hedge_index and recourse.reason and status Error when the try
+// failed. Off by default: the call's span events already say what each
+// try did. The span is recorded when the try ends, so spans started
+// inside the try (by otelhttp, otelgrpc or the operation) are children of
+// the call's span, siblings of the try's.
+func WithAttemptSpans(on bool) Option {
+	return func(c *config) { c.attemptSpans = on }
+}
+
 // Observer reports recourse calls as OpenTelemetry spans and metrics. It
 // implements timeline.Observer; give it to recourse.WithObserver. It is
 // safe for concurrent use. Make one with NewObserver; the zero value is
 // not usable.
 //
-// A call's span is started by OnStart and kept until OnFinish ends it,
-// keyed by the context the executor passes to both. A call that never
-// finishes — an operation's panic let through by
-// recourse.WithoutPanicRecovery — leaves its span unended and held.
+// It implements timeline.ContextObserver: a call's span is started by
+// CallContext, which puts it in the context the executor then gives every
+// try, and ended by OnFinish. The Observer keeps no table of calls in
+// flight: a call that never finishes — an operation's panic let through
+// by recourse.WithoutPanicRecovery — leaves an unended span that nothing
+// holds on to.
 type Observer struct {
-	tracer trace.Tracer
+	tracer       trace.Tracer
+	attemptSpans bool
 
 	callDuration       metric.Float64Histogram
 	attemptDuration    metric.Float64Histogram
@@ -98,19 +115,19 @@ type Observer struct {
 	callHedges         metric.Int64Histogram
 	budgetDecisions    metric.Int64Counter
 	breakerTransitions metric.Int64Counter
+	breakerOpen        metric.Int64Gauge
 	policyReloads      metric.Int64Counter
 
-	// spans holds the span of each call in flight, from OnStart to
-	// OnFinish, keyed by the call's context: the executor passes the same
-	// context (a pointer made for the call) to both.
-	spans sync.Map // context.Context → trace.Span
 	// attrs caches the attribute sets of the metrics, by attrKey.
 	attrs sync.Map // attrKey → metric.MeasurementOption
 
 	reloadOK, reloadErr metric.MeasurementOption
 }
 
-var _ timeline.Observer = (*Observer)(nil)
+var (
+	_ timeline.Observer        = (*Observer)(nil)
+	_ timeline.ContextObserver = (*Observer)(nil)
+)
 
 // NewObserver returns an Observer recording with the global providers, or
 // those given by WithTracerProvider and WithMeterProvider. An instrument
@@ -130,7 +147,7 @@ func NewObserver(opts ...Option) *Observer {
 		c.mp = otel.GetMeterProvider()
 	}
 	meter := c.mp.Meter(ScopeName)
-	o := &Observer{tracer: c.tp.Tracer(ScopeName)}
+	o := &Observer{tracer: c.tp.Tracer(ScopeName), attemptSpans: c.attemptSpans}
 	var err error
 	fallback := noop.Meter{}
 	if o.callDuration, err = meter.Float64Histogram(MetricCallDuration, metric.WithUnit("s"),
@@ -167,6 +184,11 @@ func NewObserver(opts ...Option) *Observer {
 		otel.Handle(err)
 		o.breakerTransitions, _ = fallback.Int64Counter(MetricBreakerTransitions)
 	}
+	if o.breakerOpen, err = meter.Int64Gauge(MetricBreakerOpen,
+		metric.WithDescription("1 while the key's circuit breaker is open, 0 once it has left the open state.")); err != nil {
+		otel.Handle(err)
+		o.breakerOpen, _ = fallback.Int64Gauge(MetricBreakerOpen)
+	}
 	if o.policyReloads, err = meter.Int64Counter(MetricPolicyReloads, metric.WithUnit("{reload}"),
 		metric.WithDescription("Policy provider reloads, successful or failed.")); err != nil {
 		otel.Handle(err)
@@ -178,22 +200,83 @@ func NewObserver(opts ...Option) *Observer {
 	return o
 }
 
-// OnStart starts the call's span, a child of the span in ctx.
-func (o *Observer) OnStart(ctx context.Context, key string, start time.Time) {
-	if !keyable(ctx) {
-		return // cannot be found again by OnFinish; OnFinish makes the span
+// stateKey is the context key of an Observer's callState.
+type stateKey struct{ o *Observer }
+
+// callState is what CallContext leaves in a call's context for the
+// Observer's later events of the call.
+type callState struct {
+	span trace.Span
+	key  string
+
+	mu sync.Mutex
+	// owner is the context OnStart (or, failing that, OnFinish) was given
+	// for the call: the observe decorator gives OnStart and OnFinish the
+	// same one. A call nested in one of this call's tries whose own
+	// CallContext was skipped (an observer wrapping this one without
+	// forwarding it) finds this state in its context too, under another
+	// context; owner keeps it from ending this call's span.
+	owner context.Context
+	ended bool
+}
+
+// state returns the callState o left in ctx, or nil.
+func (o *Observer) state(ctx context.Context) *callState {
+	if ctx == nil {
+		return nil
 	}
-	_, span := o.tracer.Start(ctx, key,
+	st, _ := ctx.Value(stateKey{o}).(*callState)
+	return st
+}
+
+// CallContext starts the call's span, a child of the span in ctx, and
+// returns a context carrying it: spans started inside the call's tries
+// are its children. The executor calls it at the start of each call (see
+// timeline.ContextObserver).
+func (o *Observer) CallContext(ctx context.Context, key string, start time.Time) context.Context {
+	if ctx == nil {
+		return nil
+	}
+	ctx, span := o.tracer.Start(ctx, key,
 		trace.WithSpanKind(trace.SpanKindInternal),
 		trace.WithTimestamp(start),
 		trace.WithAttributes(attribute.String(AttrKey, key)))
-	o.spans.Store(ctx, span)
+	return context.WithValue(ctx, stateKey{o}, &callState{span: span, key: key})
 }
 
-// keyable reports whether ctx can be a map key: contexts made by
-// package context are pointers, but a context type of a user's may not be.
-func keyable(ctx context.Context) bool {
-	return ctx != nil && reflect.TypeOf(ctx).Comparable()
+// OnStart claims the span CallContext started for the call; the span is
+// already running.
+func (o *Observer) OnStart(ctx context.Context, _ string, _ time.Time) {
+	if st := o.state(ctx); st != nil && isComparable(ctx) {
+		st.mu.Lock()
+		if st.owner == nil {
+			st.owner = ctx
+		}
+		st.mu.Unlock()
+	}
+}
+
+// isComparable reports whether ctx can be compared with ==: contexts made
+// by package context are pointers, but a context type of a user's may not
+// be.
+func isComparable(ctx context.Context) bool {
+	return reflect.TypeOf(ctx).Comparable()
+}
+
+// take returns the span of the call finishing with ctx, which OnFinish
+// then ends, or nil when CallContext made none for it.
+func (o *Observer) take(ctx context.Context) trace.Span {
+	st := o.state(ctx)
+	if st == nil || !isComparable(ctx) {
+		return nil
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.ended || (st.owner != nil && st.owner != ctx) {
+		return nil
+	}
+	st.owner, st.ended = ctx, true
+	return st.span
 }
 
 // OnAttempt records the try's duration.
@@ -207,6 +290,30 @@ func (o *Observer) OnAttempt(ctx context.Context, key string, rec timeline.Attem
 	}
 	attrs := o.attrSet(attrKey{kind: attrsAttempt, key: key, a: kind, b: rec.Reason})
 	o.attemptDuration.Record(ctx, rec.Duration().Seconds(), attrs)
+	if o.attemptSpans {
+		o.attemptSpan(ctx, key, rec)
+	}
+}
+
+// attemptSpan records the try as a child span of its call's span.
+func (o *Observer) attemptSpan(ctx context.Context, key string, rec timeline.AttemptRecord) {
+	st := o.state(ctx)
+	if st == nil || st.key != key || !st.span.IsRecording() {
+		// Not a try of a call CallContext saw (or one not sampled).
+		return
+	}
+	_, span := o.tracer.Start(trace.ContextWithSpan(ctx, st.span), key+" attempt",
+		trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithTimestamp(rec.StartTime),
+		trace.WithAttributes(
+			attribute.String(AttrKey, key),
+			attribute.Int(AttrAttempt, rec.Attempt),
+			attribute.Int(AttrHedgeIndex, rec.HedgeIndex),
+			attribute.String(AttrReason, rec.Reason)))
+	if failed(rec) {
+		span.SetStatus(codes.Error, rec.Reason)
+	}
+	span.End(trace.WithTimestamp(rec.EndTime))
 }
 
 // OnFinish ends the call's span, with one event per try, and records the
@@ -215,15 +322,14 @@ func (o *Observer) OnFinish(ctx context.Context, tl *timeline.Timeline) {
 	if tl == nil {
 		return
 	}
-	var span trace.Span
-	if keyable(ctx) {
-		if s, ok := o.spans.LoadAndDelete(ctx); ok {
-			span = s.(trace.Span)
-		}
+	if ctx == nil {
+		ctx = context.Background()
 	}
+	span := o.take(ctx)
 	if span == nil {
-		// No OnStart for this call (or one made with another context):
-		// the span is made now, from the timeline's start.
+		// No CallContext for this call (the observer was called directly,
+		// or through a wrapper that does not forward it): the span is made
+		// now, from the timeline's start.
 		_, span = o.tracer.Start(ctx, tl.Key,
 			trace.WithSpanKind(trace.SpanKindInternal),
 			trace.WithTimestamp(tl.Start),
@@ -243,6 +349,16 @@ func (o *Observer) OnFinish(ctx context.Context, tl *timeline.Timeline) {
 	keyOnly := o.attrSet(attrKey{kind: attrsKey, key: tl.Key})
 	o.callRetries.Record(ctx, retries, keyOnly)
 	o.callHedges.Record(ctx, hedges, keyOnly)
+}
+
+// failed reports whether a try failed: judged a failure by the classifier
+// or refused, but not a hedge cancelled because another try won.
+func failed(rec timeline.AttemptRecord) bool {
+	switch rec.Outcome {
+	case timeline.OutcomeUnknown, timeline.OutcomeSuccess:
+		return false
+	}
+	return rec.Reason != timeline.ReasonHedgeLost
 }
 
 // annotate sets the call's attributes, events and status on its span.
@@ -293,7 +409,7 @@ func errorType(tl *timeline.Timeline) string {
 // refused reports whether a try was refused before it ran.
 func refused(a timeline.AttemptRecord) bool {
 	switch a.Reason {
-	case timeline.ReasonBudgetDenied, timeline.ReasonCircuitOpen, "bulkhead_full":
+	case timeline.ReasonBudgetDenied, timeline.ReasonCircuitOpen, timeline.ReasonBulkheadFull:
 		return true
 	}
 	return false
@@ -327,10 +443,18 @@ func (o *Observer) OnBudgetDecision(ctx context.Context, ev timeline.BudgetDecis
 // span event made when the call finishes).
 func (o *Observer) OnHedge(context.Context, timeline.HedgeEvent) {}
 
-// OnBreakerState counts the transition.
+// OnBreakerState counts the transition and sets the key's open gauge: 1
+// on entering the open state, 0 on leaving it.
 func (o *Observer) OnBreakerState(ev timeline.BreakerStateChange) {
-	o.breakerTransitions.Add(context.Background(), 1,
+	ctx := context.Background()
+	o.breakerTransitions.Add(ctx, 1,
 		o.attrSet(attrKey{kind: attrsBreaker, key: ev.Key, a: ev.From, b: ev.To}))
+	switch {
+	case ev.To == "open":
+		o.breakerOpen.Record(ctx, 1, o.attrSet(attrKey{kind: attrsKey, key: ev.Key}))
+	case ev.From == "open":
+		o.breakerOpen.Record(ctx, 0, o.attrSet(attrKey{kind: attrsKey, key: ev.Key}))
+	}
 }
 
 // OnPolicyReload counts the reload, by result.

@@ -21,6 +21,7 @@ import (
 	"github.com/recourse-go/recourse/middleware"
 	rotel "github.com/recourse-go/recourse/otel"
 	"github.com/recourse-go/recourse/policy"
+	"github.com/recourse-go/recourse/timeline"
 )
 
 var errDown = errors.New("dependency down: host 10.0.0.7 refused")
@@ -274,6 +275,55 @@ func TestBreakerTransition(t *testing.T) {
 	if open != 1 {
 		t.Errorf("%d spans with error.type circuit_open, want 1", open)
 	}
+}
+
+// wantGauge checks the last value of an int64 gauge for the key.
+func wantGauge(t *testing.T, m map[string]metricdata.Metrics, name, key string, want int64) {
+	t.Helper()
+	g, ok := m[name].Data.(metricdata.Gauge[int64])
+	if !ok {
+		t.Fatalf("%s: data %T, want an int64 gauge", name, m[name].Data)
+	}
+	for _, dp := range g.DataPoints {
+		if v, _ := dp.Attributes.Value(rotel.AttrKey); v.AsString() == key {
+			if dp.Value != want {
+				t.Errorf("%s{%s} = %d, want %d", name, key, dp.Value, want)
+			}
+			return
+		}
+	}
+	t.Errorf("%s: no point for %s in %v", name, key, g.DataPoints)
+}
+
+// The open gauge is 1 while a key's breaker is open and 0 once it leaves
+// the open state, whichever state it goes to; keys are apart.
+func TestBreakerOpenGauge(t *testing.T) {
+	h := newHarness(t)
+	exec := recourse.NewExecutor(recourse.WithObserver(h.obs),
+		recourse.WithPolicy("search.Query", policy.MaxAttempts(1),
+			policy.WithCircuitBreaker(policy.CircuitPolicy{Enabled: true, ConsecutiveFailures: 2, Cooldown: time.Minute})))
+	for i := 0; i < 3; i++ {
+		_ = exec.Do(context.Background(), "search.Query", failTimes(100))
+	}
+	wantGauge(t, h.metrics(t), rotel.MetricBreakerOpen, "search.Query", 1)
+
+	ev := func(key, from, to string) {
+		h.obs.OnBreakerState(timeline.BreakerStateChange{Key: key, From: from, To: to})
+	}
+	ev("a.B", "closed", "open")
+	ev("c.D", "closed", "open")
+	ev("a.B", "open", "half_open")
+	m := h.metrics(t)
+	wantGauge(t, m, rotel.MetricBreakerOpen, "a.B", 0)
+	wantGauge(t, m, rotel.MetricBreakerOpen, "c.D", 1)
+	ev("a.B", "half_open", "open")
+	ev("c.D", "open", "closed") // Reset
+	m = h.metrics(t)
+	wantGauge(t, m, rotel.MetricBreakerOpen, "a.B", 1)
+	wantGauge(t, m, rotel.MetricBreakerOpen, "c.D", 0)
+	ev("a.B", "open", "half_open")
+	ev("a.B", "half_open", "closed")
+	wantGauge(t, h.metrics(t), rotel.MetricBreakerOpen, "a.B", 0)
 }
 
 func TestPolicyReloads(t *testing.T) {
