@@ -69,21 +69,25 @@ const (
 // It keeps a reference latency — what a try takes when nothing queues —
 // and, per window of measurements (see AdaptiveWindow), compares it with
 // the window's average. By Little's law, in flight × (1 − reference /
-// average) tries are queueing. With L the limit and g = max(1, log10 L):
-// a queue of at most g grows the limit by 6g, one below 3g by g; one
-// above 6g shrinks it by g; in between it stays. A window in which one
-// try in twenty or more was dropped (timed out or pushed back, see
-// Limiter) shrinks it by a tenth. A window that never used half the limit
-// leaves it alone: an idle key does not earn a limit it never tested.
+// average) tries are queueing. The limit L aims at a small queue, between
+// α = 10% and β = 20% of L (at least 1 and 2, at most 3 and 6 × log10 L,
+// as in Vegas, for large limits): a queue up to α/2 grows it by β, one
+// below α by max(1, log10 L); one above β shrinks it by half the excess
+// over α (at least that much), so a limit far too high comes down in a
+// few windows; in between it stays. A window in which one try in twenty
+// or more was dropped (timed out or pushed back, see Limiter) shrinks it
+// by a tenth. A window that never used half the limit leaves it alone:
+// an idle key does not earn a limit it never tested.
 //
 // The reference is the lowest window average seen since the last probe.
-// While the windows measure a queue of 3g or more (the limit is holding
-// tries back), at most once per probe interval the limit halves until
-// the tries admitted from then on have produced a window's worth of
-// measurements: the queue drains, and their average becomes the new
-// reference, so that a dependency that got slower for good is measured
-// as it now is rather than mistaken for a queue. The limit then returns
-// to where it was. An idle window counts as a probe.
+// While the windows measure a queue of α or more (the limit is holding
+// tries back), at most once per probe interval the limit probes: it
+// halves until the tries admitted from then on have produced a window's
+// worth of measurements, and halves again as long as that made latency
+// fall by a tenth or more (tries were queueing). The last average becomes
+// the reference — so that a dependency that got slower for good is
+// measured as it now is rather than mistaken for a queue — and the limit
+// returns to where it was. An idle window counts as a probe.
 //
 // The zero AdaptiveLimit is ready to use with the defaults.
 type AdaptiveLimit struct {
@@ -118,8 +122,9 @@ type AdaptiveLimit struct {
 	probeFrom  uint64 // admissions from here on are measured by the probe
 	probeN     int
 	probeSum   time.Duration
-	probeSaved float64 // the limit before the probe
-	queued     bool    // the last window measured a queue of 3g or more
+	probeSaved float64       // the limit before the probe
+	probeLast  time.Duration // the average before this probe step
+	queued     bool          // the last window measured a queue of α or more
 }
 
 // limitWaiter is a try waiting for room.
@@ -304,17 +309,27 @@ func (l *AdaptiveLimit) grantLocked() {
 func (l *AdaptiveLimit) sampleLocked(now time.Time, rtt time.Duration, seq uint64, dropped bool) {
 	if l.probing {
 		if seq < l.probeFrom {
-			return // admitted before the probe: may have queued
+			return // admitted before this probe step: may have queued
 		}
 		l.probeN++
 		l.probeSum += rtt
-		if l.probeN >= l.winSamples {
-			l.reference = l.probeSum / time.Duration(l.probeN)
-			l.limit = l.probeSaved
-			l.probing = false
-			l.nextProbe = now.Add(l.probeEvery)
-			l.resetWindowLocked(now)
+		if l.probeN < l.winSamples {
+			return
 		}
+		avg := max(l.probeSum/time.Duration(l.probeN), 1)
+		if avg*10 < l.probeLast*9 && l.limit > float64(l.minLimit) {
+			// Latency fell with concurrency: tries were queueing, and
+			// may still be. Halve again and measure anew.
+			l.probeLast = avg
+			l.probeStepLocked()
+			return
+		}
+		l.reference = avg
+		l.limit = l.probeSaved
+		l.probing = false
+		l.nextProbe = now.Add(l.probeEvery)
+		l.resetWindowLocked(now)
+		l.grantLocked()
 		return
 	}
 	l.winN++
@@ -329,11 +344,17 @@ func (l *AdaptiveLimit) sampleLocked(now time.Time, rtt time.Duration, seq uint6
 	l.resetWindowLocked(now)
 	if l.probeEvery > 0 && l.queued && !now.Before(l.nextProbe) {
 		l.probing = true
-		l.probeFrom = l.seq + 1
-		l.probeN, l.probeSum = 0, 0
 		l.probeSaved = l.limit
-		l.limit = math.Max(float64(l.minLimit), math.Floor(l.limit/2))
+		l.probeStepLocked()
 	}
+}
+
+// probeStepLocked halves the limit and measures the tries admitted from
+// now on.
+func (l *AdaptiveLimit) probeStepLocked() {
+	l.probeFrom = l.seq + 1
+	l.probeN, l.probeSum = 0, 0
+	l.limit = math.Max(float64(l.minLimit), math.Floor(l.limit/2))
 }
 
 // resetWindowLocked starts a new window at now.
@@ -344,16 +365,17 @@ func (l *AdaptiveLimit) resetWindowLocked(now time.Time) {
 
 // updateLocked moves the limit by what the finished window measured.
 func (l *AdaptiveLimit) updateLocked(now time.Time) {
-	avg := l.winSum / time.Duration(l.winN)
+	avg := max(l.winSum/time.Duration(l.winN), 1)
+	l.probeLast = avg
 	lim := l.limit
 	idle := float64(l.winMaxIn)*2 < lim
 	l.queued = false
 	if l.reference <= 0 || avg < l.reference {
-		l.reference = max(avg, 1)
+		l.reference = avg
 	}
 	if idle && l.probeEvery > 0 {
 		// Nothing queued in an idle window: it is as good as a probe.
-		l.reference = max(avg, 1)
+		l.reference = avg
 		l.nextProbe = now.Add(l.probeEvery)
 	}
 	switch {
@@ -365,14 +387,16 @@ func (l *AdaptiveLimit) updateLocked(now time.Time) {
 		inflight := math.Min(lim, float64(l.winMaxIn))
 		queue := inflight * (1 - float64(l.reference)/float64(avg))
 		g := math.Max(1, math.Log10(lim))
-		l.queued = queue >= 3*g
+		alpha := min(max(lim/10, 1), 3*g)
+		beta := min(max(lim/5, 2), 6*g)
+		l.queued = queue >= alpha
 		switch {
-		case queue <= g:
-			lim += 6 * g
-		case queue < 3*g:
+		case queue <= alpha/2:
+			lim += beta
+		case queue < alpha:
 			lim += g
-		case queue > 6*g:
-			lim -= g
+		case queue > beta:
+			lim -= max(g, (queue-alpha)/2) // half the excess: fast when far off
 		}
 	}
 	l.limit = math.Min(math.Max(lim, float64(l.minLimit)), float64(l.maxLimit))
