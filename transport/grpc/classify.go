@@ -136,6 +136,16 @@ func classifyTry(ctx context.Context, err error, trailer metadata.MD) error {
 
 // original returns the status error a try produced, for the caller.
 func original(err error) error {
+	switch e := err.(type) { // the common cases, without errors.As's allocation
+	case nil:
+		return nil
+	case *CodeError:
+		return e.Err
+	case *middleware.PermanentError:
+		if ce, ok := e.Err.(*CodeError); ok {
+			return ce.Err
+		}
+	}
 	var ce *CodeError
 	if errors.As(err, &ce) {
 		var p *middleware.PermanentError

@@ -21,9 +21,15 @@
 // malformed value means "do not retry". The caller receives the last
 // try's own status error.
 //
-// Replies are decoded into a fresh message per try when the reply is a
-// proto.Message, so hedged unary calls never share one; other replies are
-// retried but not hedged. Likewise each try of a unary call gets its own
+// Replies cost what they cost without recourse: a unary call's tries
+// decode straight into the caller's reply, one after another. Only a
+// hedge, which runs beside its attempt's primary try, decodes into a
+// message of its own; when a hedge wins, its fields are handed over to
+// the caller's reply without copying their content. So hedged tries never
+// share a reply; replies that are not a proto.Message are retried but
+// not hedged. A retried or hedged try sends the grpc-previous-rpc-attempts
+// header (PreviousAttemptsHeader) with the number of tries of the call
+// started before it, as gRPC's own retries do. Likewise each try of a unary call gets its own
 // header, trailer and peer: the caller's grpc.Header, grpc.Trailer and
 // grpc.Peer variables receive those of the try whose result the call
 // returns, and grpc.OnFinish functions run once per call, with its error.

@@ -2,6 +2,7 @@ package rgrpc
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,7 +53,9 @@ func (c *config) keyFor(method string) string {
 // keys are made per call instead of growing the cache without bound.
 const maxCachedKeys = 4096
 
-// endpoints caches one executor endpoint per key.
+// endpoints caches one executor endpoint per key (or per method, when
+// the key is the method's; see forMethod). One endpoints serves one kind
+// of id.
 type endpoints struct {
 	exec *recourse.Executor
 	next endpoint.Endpoint
@@ -68,15 +71,31 @@ func orDefault(exec *recourse.Executor) *recourse.Executor {
 	return exec
 }
 
-func (e *endpoints) get(key string) endpoint.Endpoint {
-	if ep, ok := e.m.Load(key); ok {
+func (e *endpoints) get(key string) endpoint.Endpoint { return e.cached(key, key) }
+
+// forMethod returns the endpoint of a call of method under cfg. Keys
+// derived by KeyFromMethod are cached by method, so that a call does not
+// pay for building its key's string.
+func (e *endpoints) forMethod(cfg *config, method string) endpoint.Endpoint {
+	if cfg.key == "" && cfg.keyFunc == nil {
+		if ep, ok := e.m.Load(method); ok {
+			return ep.(endpoint.Endpoint)
+		}
+		return e.cached(method, KeyFromMethod(method))
+	}
+	return e.get(cfg.keyFor(method))
+}
+
+// cached returns the endpoint of key, cached under id.
+func (e *endpoints) cached(id, key string) endpoint.Endpoint {
+	if ep, ok := e.m.Load(id); ok {
 		return ep.(endpoint.Endpoint)
 	}
 	ep := e.exec.Endpoint(key, e.next)
 	if e.n.Load() >= maxCachedKeys {
 		return ep
 	}
-	got, loaded := e.m.LoadOrStore(key, ep)
+	got, loaded := e.m.LoadOrStore(id, ep)
 	if !loaded {
 		e.n.Add(1)
 	}
@@ -94,9 +113,17 @@ type unaryCall struct {
 	// those that write results back to the caller are in out instead.
 	opts []grpc.CallOption
 	out  callOutputs
-	// replyType, when reply is a proto.Message, makes each try's own
-	// reply; tries never touch the caller's, which gets the chosen try's.
+	// replyType is set when reply is a proto.Message: a hedged try, which
+	// runs beside the attempt's primary try, decodes into a reply of its
+	// own made from it, and a hedge's winning reply is handed over to the
+	// caller's. Primary tries decode into the caller's reply, in place:
+	// they never run beside one another.
 	replyType protoreflect.MessageType
+	// tries counts the tries started (grpc-previous-rpc-attempts).
+	tries atomic.Int32
+	// first is the result of the call's first try, allocated with the
+	// call.
+	first unaryResult
 
 	mu   sync.Mutex
 	last *unaryResult // the try that returned last
@@ -157,10 +184,13 @@ func split(opts []grpc.CallOption) ([]grpc.CallOption, callOutputs) {
 // unaryResult is what one try of a unary call produced: the chain's
 // response for that try, failed or not.
 type unaryResult struct {
-	reply   any // the try's own reply, when the caller's is a proto.Message
+	reply   any // the caller's reply, or a hedge's own
 	header  metadata.MD
 	trailer metadata.MD
 	peer    peer.Peer
+
+	trailerOpt grpc.TrailerCallOption
+	optBuf     [4]grpc.CallOption // the try's call options, when they fit
 }
 
 // deliver copies r's values into the caller's variables: the reply only
@@ -183,9 +213,24 @@ func (c *unaryCall) deliver(r *unaryResult, ok bool) {
 			}
 		}
 	}
-	if ok && c.replyType != nil {
-		proto.Reset(c.reply.(proto.Message))
-		proto.Merge(c.reply.(proto.Message), r.reply.(proto.Message))
+	if ok && c.replyType != nil && r.reply != c.reply {
+		handOver(c.reply.(proto.Message), r.reply.(proto.Message))
+	}
+}
+
+// handOver makes dst hold what src holds, without copying it: dst's
+// fields are set to src's values (slices, maps and messages shared), so
+// src must not be used again. src and dst are of the same type.
+func handOver(dst, src proto.Message) {
+	proto.Reset(dst)
+	d := dst.ProtoReflect()
+	s := src.ProtoReflect()
+	s.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		d.Set(fd, v)
+		return true
+	})
+	if u := s.GetUnknown(); len(u) > 0 {
+		d.SetUnknown(u)
 	}
 }
 
@@ -210,7 +255,7 @@ func UnaryClientInterceptor(exec *recourse.Executor, opts ...Option) grpc.UnaryC
 		} else {
 			ctx = endpoint.WithoutHedging(ctx)
 		}
-		resp, err := eps.get(cfg.keyFor(method))(ctx, call)
+		resp, err := eps.forMethod(cfg, method)(ctx, call)
 		err = original(err)
 		r, _ := resp.(*unaryResult)
 		if r == nil { // the chain dropped the last try's result (a wait cut short)
@@ -228,23 +273,53 @@ func UnaryClientInterceptor(exec *recourse.Executor, opts ...Option) grpc.UnaryC
 	}
 }
 
+// PreviousAttemptsHeader is the request header of a retried or hedged
+// try that says how many tries of the call were started before it (gRPC's
+// retry design, A6). The first try does not send it.
+const PreviousAttemptsHeader = "grpc-previous-rpc-attempts"
+
+// withPreviousAttempts adds PreviousAttemptsHeader to the outgoing
+// metadata of a try that n tries preceded.
+func withPreviousAttempts(ctx context.Context, n int32) context.Context {
+	if n <= 0 {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, PreviousAttemptsHeader, strconv.Itoa(int(n)))
+}
+
 // unaryAttempt makes one try of a unary call. Its response, even when the
 // try fails, is the try's *unaryResult.
 func unaryAttempt(ctx context.Context, request any) (any, error) {
 	c := request.(*unaryCall)
-	r := &unaryResult{reply: c.reply}
-	if c.replyType != nil {
-		r.reply = c.replyType.New().Interface()
+	n := c.tries.Add(1) - 1
+	r := &c.first
+	if n > 0 {
+		r = new(unaryResult)
 	}
-	opts := make([]grpc.CallOption, 0, len(c.opts)+3)
-	opts = append(append(opts, c.opts...), grpc.Trailer(&r.trailer))
+	r.reply = c.reply
+	if c.replyType != nil {
+		if info, _ := endpoint.AttemptFromContext(ctx); info.IsHedge() {
+			r.reply = c.replyType.New().Interface()
+		} else if n > 0 {
+			// An earlier try may have decoded into the caller's reply (a
+			// message then an error, or a hedge's primary that lost); no
+			// other try touches it now.
+			proto.Reset(c.reply.(proto.Message))
+		}
+	}
+	opts := r.optBuf[:0]
+	if len(c.opts)+3 > len(r.optBuf) {
+		opts = make([]grpc.CallOption, 0, len(c.opts)+3)
+	}
+	r.trailerOpt.TrailerAddr = &r.trailer
+	opts = append(append(opts, c.opts...), &r.trailerOpt)
 	if len(c.out.headers) > 0 {
 		opts = append(opts, grpc.Header(&r.header))
 	}
 	if len(c.out.peers) > 0 {
 		opts = append(opts, grpc.Peer(&r.peer))
 	}
-	err := c.invoker(ctx, c.method, c.req, r.reply, c.cc, opts...)
+	err := c.invoker(withPreviousAttempts(ctx, n), c.method, c.req, r.reply, c.cc, opts...)
 	c.mu.Lock()
 	c.last = r
 	c.mu.Unlock()

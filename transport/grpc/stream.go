@@ -49,6 +49,9 @@ type opening struct {
 	opts     []grpc.CallOption // the caller's, without onFinish
 	onFinish []func(error)     // the caller's grpc.OnFinish functions
 
+	// tries counts the tries started (grpc-previous-rpc-attempts).
+	tries atomic.Int32
+
 	// For server streams: what the caller sent before the first receive.
 	sent      []any
 	closeSend bool
@@ -210,6 +213,7 @@ func openAttempt(ctx context.Context, request any) (any, error) {
 	o := request.(*opening)
 	var trailer metadata.MD
 	opts, tf := o.tryOpts(grpc.Trailer(&trailer))
+	ctx = withPreviousAttempts(ctx, o.tries.Add(1)-1)
 	cs, err := o.streamer(ctx, o.desc, o.cc, o.method, opts...)
 	if err != nil {
 		return nil, classifyTry(ctx, err, trailer)
@@ -222,6 +226,7 @@ func openAttempt(ctx context.Context, request any) (any, error) {
 func firstAttempt(ctx context.Context, request any) (any, error) {
 	o := request.(*opening)
 	opts, tf := o.tryOpts()
+	ctx = withPreviousAttempts(ctx, o.tries.Add(1)-1)
 	cs, err := o.streamer(ctx, o.desc, o.cc, o.method, opts...)
 	if err != nil {
 		return nil, classifyTry(ctx, err, nil)
