@@ -21,9 +21,12 @@ var (
 	hedge = middleware.Try{Key: "svc.Op", Kind: middleware.TryHedge, Cost: 1}
 )
 
-// newBudget returns a budget closed when the test ends.
+// newBudget returns a budget closed when the test ends. Its decisions
+// wait up to 2s for Redis unless opts say otherwise: on a loaded machine
+// under -race, a round trip can outlast the 20ms default, and tests that
+// count fleet decisions must not see the fallback's.
 func newBudget(t testing.TB, rdb redis.UniversalClient, name string, opts ...BudgetOption) *Budget {
-	b := NewBudget(rdb, name, opts...)
+	b := NewBudget(rdb, name, append([]BudgetOption{DecisionTimeout(2 * time.Second)}, opts...)...)
 	t.Cleanup(func() { _ = b.Close() })
 	return b
 }
@@ -198,7 +201,7 @@ func TestFirstTriesDoNotWaitOnRedis(t *testing.T) {
 	check("hung", hung)
 	srv.resume()
 
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + itoa(freePort(t))})
+	rdb := newClient("127.0.0.1:" + itoa(freePort(t)))
 	defer rdb.Close()
 	refused := newBudget(t, rdb, "refused", FlushInterval(time.Millisecond))
 	check("refused", refused)
@@ -208,7 +211,7 @@ func TestFirstTriesDoNotWaitOnRedis(t *testing.T) {
 // With Redis down, the fallback decides retries: bounded (a local ratio
 // budget by default, never unlimited), marked in the reason, and quickly.
 func TestFallbackIsBoundedAndMarked(t *testing.T) {
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + itoa(freePort(t))})
+	rdb := newClient("127.0.0.1:" + itoa(freePort(t)))
 	defer rdb.Close()
 	b := newBudget(t, rdb, "down", Ratio(0.1), Floor(0))
 	firsts(b, 100)

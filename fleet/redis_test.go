@@ -60,7 +60,7 @@ func (s *redisServer) start() {
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
-	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
+	c := newClient(s.Addr())
 	defer c.Close()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -95,7 +95,7 @@ func (s *redisServer) resume() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
 
 // client returns a new client of the server, closed when the test ends.
 func (s *redisServer) client() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	c := newClient(s.Addr())
 	s.t.Cleanup(func() { _ = c.Close() })
 	return c
 }
@@ -130,4 +130,11 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// newClient returns a client of addr that gives up dialing at once: go-redis
+// otherwise keeps a goroutine redialing a dead server for 5 × 100ms after
+// the command that asked has returned, and even after Close.
+func newClient(addr string) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: addr, DialerRetries: 1, DialerRetryTimeout: time.Millisecond})
 }
