@@ -84,7 +84,7 @@ const (
 // tries back), at most once per probe interval the limit probes: it
 // halves until the tries admitted from then on have produced a window's
 // worth of measurements, and halves again as long as that made latency
-// fall by a tenth or more (tries were queueing). The last average becomes
+// fall by a fifth or more (tries were queueing). The last average becomes
 // the reference — so that a dependency that got slower for good is
 // measured as it now is rather than mistaken for a queue — and the limit
 // returns to where it was. An idle window counts as a probe.
@@ -124,6 +124,7 @@ type AdaptiveLimit struct {
 	probeSum   time.Duration
 	probeSaved float64       // the limit before the probe
 	probeLast  time.Duration // the average before this probe step
+	smooth     time.Duration // moving average of the window averages
 	queued     bool          // the last window measured a queue of α or more
 }
 
@@ -317,14 +318,14 @@ func (l *AdaptiveLimit) sampleLocked(now time.Time, rtt time.Duration, seq uint6
 			return
 		}
 		avg := max(l.probeSum/time.Duration(l.probeN), 1)
-		if avg*10 < l.probeLast*9 && l.limit > float64(l.minLimit) {
+		if avg*5 < l.probeLast*4 && l.limit > float64(l.minLimit) {
 			// Latency fell with concurrency: tries were queueing, and
 			// may still be. Halve again and measure anew.
 			l.probeLast = avg
 			l.probeStepLocked()
 			return
 		}
-		l.reference = avg
+		l.reference, l.smooth = avg, avg
 		l.limit = l.probeSaved
 		l.probing = false
 		l.nextProbe = now.Add(l.probeEvery)
@@ -370,12 +371,19 @@ func (l *AdaptiveLimit) updateLocked(now time.Time) {
 	lim := l.limit
 	idle := float64(l.winMaxIn)*2 < lim
 	l.queued = false
-	if l.reference <= 0 || avg < l.reference {
-		l.reference = avg
+	// The reference moves on a smoothed average: the lowest of many
+	// noisy window averages would sit below the true latency.
+	if l.smooth <= 0 {
+		l.smooth = avg
+	} else {
+		l.smooth = (4*l.smooth + avg) / 5
+	}
+	if l.reference <= 0 || l.smooth < l.reference {
+		l.reference = l.smooth
 	}
 	if idle && l.probeEvery > 0 {
 		// Nothing queued in an idle window: it is as good as a probe.
-		l.reference = avg
+		l.reference = l.smooth
 		l.nextProbe = now.Add(l.probeEvery)
 	}
 	switch {
