@@ -46,6 +46,7 @@ func (e *Executor) compile(key string, ans answer) *entry {
 		Classifier: classifier,
 		Attributes: attrs,
 		NoRecover:  e.opts.NoPanicRecovery,
+		Fallback:   e.opts.Fallbacks[key],
 	}
 	en := &entry{key: key}
 	sharedRan := refusal == nil
@@ -91,9 +92,14 @@ func (e *Executor) callObserver() timeline.Observer {
 // refusing is the chain of a key whose calls may not run: it opens a
 // timeline with attrs, records one refused attempt and returns err.
 func (e *Executor) refusing(key string, err error, attrs map[string]string) endpoint.Middleware {
+	var fopts []middleware.FallbackOption
+	if !e.opts.NoPanicRecovery {
+		fopts = append(fopts, mwopt.RecoverFallbackPanics.(func(string) middleware.FallbackOption)(key))
+	}
 	return endpoint.Chain(
 		middleware.Observe(key, middleware.WithObserver(e.callObserver()), middleware.ObserveClock(e.opts.Clock),
 			mwopt.WithAttributes.(func(map[string]string) middleware.ObserveOption)(attrs)),
+		middleware.Fallback(e.opts.Fallbacks[key], fopts...), // next itself when the key has none
 		refuse(err),
 	)
 }

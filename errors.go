@@ -46,6 +46,11 @@ var ErrNilExecutor = errors.New("recourse: nil *Executor")
 // nil operation or a nil go-kit endpoint to decorate.
 var ErrNilOperation = errors.New("recourse: nil operation")
 
+// ErrFallbackType is returned (wrapped, naming the key and both types) by
+// DoValue when the key's fallback (WithFallback) supplied a value that is
+// not of the call's type.
+var ErrFallbackType = errors.New("recourse: fallback value of the wrong type")
+
 // NoPolicyError reports a call refused for want of a policy.
 type NoPolicyError struct {
 	// Key is the key of the refused call ("payments.Charge").

@@ -58,6 +58,7 @@ type Executor struct {
 	stateMu  sync.Mutex // guards the per-key state below (compile time only)
 	breakers map[string]*keyBreaker
 	trackers map[string]*hedge.LatencyTracker
+	limiters map[string]*keyLimiter
 }
 
 // entry is one key's compiled chain.
@@ -84,6 +85,7 @@ type entry struct {
 	// is cached so that an eviction racing a recompilation loses nothing.
 	breaker *keyBreaker
 	tracker *hedge.LatencyTracker
+	limiter *keyLimiter
 
 	// problems are the names the policy refers to that nothing resolved,
 	// reported to the observer once, when the entry is cached.
@@ -115,7 +117,7 @@ const idleAfter = time.Second
 // subscribed to them for as long as the executor is reachable.
 func NewExecutor(opts ...Option) *Executor {
 	o := Options{
-		Fallback:          policy.Defaults(),
+		FallbackPolicy:    policy.Defaults(),
 		MissingPolicyMode: FailureFallback,
 		MissingBudgetMode: FailureDeny,
 		Classifier:        middleware.DefaultClassifier,
@@ -338,6 +340,14 @@ func (e *Executor) register(key string, en *entry) {
 	} else if en.good && !en.transient {
 		delete(e.breakers, key)
 	}
+	if en.limiter != nil {
+		if e.limiters == nil {
+			e.limiters = make(map[string]*keyLimiter)
+		}
+		e.limiters[key] = en.limiter
+	} else if en.good && !en.transient {
+		delete(e.limiters, key)
+	}
 	if en.tracker != nil {
 		if e.trackers == nil {
 			e.trackers = make(map[string]*hedge.LatencyTracker)
@@ -404,6 +414,7 @@ func (e *Executor) sweep(keep string) {
 	for _, k := range evicted {
 		delete(e.breakers, k)
 		delete(e.trackers, k)
+		delete(e.limiters, k)
 	}
 }
 
@@ -450,7 +461,11 @@ func DoValueWith[T any](ctx context.Context, e *Executor, key string, op func(co
 		return zero, err
 	}
 	resp, err := e.lookup(ctx, key).ep(ctx, valueOp[T](op))
-	v, _ := resp.(T)
+	v, ok := resp.(T)
+	if !ok && err == nil && resp != nil {
+		// Only a fallback (WithFallback) can hand back another type.
+		err = fmt.Errorf("recourse: fallback of key %q returned a %T, want %T: %w", key, resp, v, ErrFallbackType)
+	}
 	return v, err
 }
 

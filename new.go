@@ -2,6 +2,7 @@ package recourse
 
 import (
 	"errors"
+	"fmt"
 	"runtime"
 	"sort"
 
@@ -84,7 +85,17 @@ func (e *Executor) validate() error {
 		}
 		check(k, answer{})
 	}
-	if fb := e.opts.Fallback; e.opts.MissingPolicyMode == FailureFallback && fb != (policy.Policy{}) {
+	fkeys := make([]string, 0, len(e.opts.Fallbacks))
+	for k, fn := range e.opts.Fallbacks {
+		if fn == nil {
+			fkeys = append(fkeys, k)
+		}
+	}
+	sort.Strings(fkeys)
+	for _, k := range fkeys {
+		errs = append(errs, fmt.Errorf("recourse: WithFallback(%q, nil): %w", k, ErrNilOperation))
+	}
+	if fb := e.opts.FallbackPolicy; e.opts.MissingPolicyMode == FailureFallback && fb != (policy.Policy{}) {
 		fb.Key = policy.ParseKey("fallback")
 		if err := policy.Validate(fb); err != nil {
 			errs = append(errs, err)

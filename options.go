@@ -1,6 +1,7 @@
 package recourse
 
 import (
+	"context"
 	"time"
 
 	"github.com/recourse-go/recourse/clock"
@@ -43,9 +44,11 @@ type Options struct {
 	Provider policy.Provider
 	// Policies are the policies set with WithPolicy, by key.
 	Policies map[string]policy.Policy
-	// Fallback is the policy FailureFallback runs a key under (its Key is
-	// replaced by the call's). Default: policy.Defaults().
-	Fallback policy.Policy
+	// FallbackPolicy is the policy FailureFallback runs a key under (its
+	// Key is replaced by the call's). Default: policy.Defaults().
+	FallbackPolicy policy.Policy
+	// Fallbacks supply failed calls' results, by key (WithFallback).
+	Fallbacks map[string]middleware.FallbackFunc
 	// Observer receives every call's events. Default: none.
 	Observer timeline.Observer
 	// Budgets are the named budgets policies may refer to.
@@ -119,7 +122,32 @@ func WithProvider(p policy.Provider) Option { return func(o *Options) { o.Provid
 
 // WithFallbackPolicy sets the policy used by FailureFallback.
 func WithFallbackPolicy(opts ...policy.Option) Option {
-	return func(o *Options) { o.Fallback = policy.New("", opts...) }
+	return func(o *Options) { o.FallbackPolicy = policy.New("", opts...) }
+}
+
+// WithFallback makes fn supply the result of key's calls that fail: it
+// gets the call's final error once every try the policy allows has been
+// spent (or the call was refused: circuit open, bulkhead full, no policy)
+// and returns a value and a nil error to stand in for the call, or an
+// error to let it fail. For DoValue the value must be of the call's type
+// T (nil gives T's zero value); for Do it is dropped; for Endpoint and
+// Middleware it is the endpoint's response. The timeline keeps every
+// failed try and adds a record with reason "fallback" whose Err is the
+// error fn replaced, so observers still see why the call failed. A later
+// WithFallback for the same key replaces an earlier one; a nil fn removes
+// it (New reports it as an error).
+func WithFallback(key string, fn func(ctx context.Context, err error) (any, error)) Option {
+	return func(o *Options) {
+		k := policy.ParseKey(key).String()
+		if o.Fallbacks == nil {
+			o.Fallbacks = make(map[string]middleware.FallbackFunc)
+		}
+		if fn == nil {
+			o.Fallbacks[k] = nil
+			return
+		}
+		o.Fallbacks[k] = func(ctx context.Context, _ any, err error) (any, error) { return fn(ctx, err) }
+	}
 }
 
 // WithObserver sends every call's events to obs. It also gets the

@@ -52,10 +52,10 @@ func (e *Executor) resolve(key string, ans answer, attrs map[string]string) (pol
 		return policy.Policy{}, &NoPolicyError{Key: key, Err: err}
 	default:
 		attrs[timeline.AttrPolicySource] = timeline.ReasonPolicyFallback
-		if e.opts.Fallback == (policy.Policy{}) { // a zero Executor
+		if e.opts.FallbackPolicy == (policy.Policy{}) { // a zero Executor
 			return policy.Defaults(), nil
 		}
-		return e.opts.Fallback, nil
+		return e.opts.FallbackPolicy, nil
 	}
 }
 

@@ -57,6 +57,10 @@ func (e *Executor) shared(key string, p policy.Policy, comp *policy.Compiler, en
 		en.breaker = e.breaker(key, p.Circuit)
 		comp.Breaker = en.breaker.b
 	}
+	if p.Bulkhead.Enabled() {
+		en.limiter = e.limiter(key, p.Bulkhead)
+		comp.Limiter = en.limiter.l
+	}
 	if p.Hedge.Enabled {
 		tracker := e.tracker(key)
 		comp.Tracker, en.tracker = tracker, tracker
@@ -171,6 +175,7 @@ func (e *Executor) breaker(key string, cp policy.CircuitPolicy) *keyBreaker {
 		return kb
 	}
 	cfg := policyopt.BreakerConfig.(func(string, policy.CircuitPolicy) middleware.BreakerConfig)(key, cp)
+	cfg.Clock = e.opts.Clock
 	obs, clk := e.opts.Observer, clockx.Or(e.opts.Clock)
 	kb := &keyBreaker{policy: cp}
 	if !timeline.IsNoop(obs) {
@@ -188,6 +193,29 @@ func (e *Executor) breaker(key string, cp policy.CircuitPolicy) *keyBreaker {
 	}
 	e.breakers[key] = kb // bounded with the cache: evicted keys lose theirs
 	return kb
+}
+
+// keyLimiter is a key's bulkhead and the policy it was built from.
+type keyLimiter struct {
+	policy policy.BulkheadPolicy
+	l      middleware.Limiter
+}
+
+// limiter returns key's bulkhead for bp: the existing one while the
+// bulkhead policy is unchanged (tries in flight keep their slots), a new
+// one when it changed.
+func (e *Executor) limiter(key string, bp policy.BulkheadPolicy) *keyLimiter {
+	e.stateMu.Lock()
+	defer e.stateMu.Unlock()
+	if kl, ok := e.limiters[key]; ok && kl.policy == bp {
+		return kl
+	}
+	kl := &keyLimiter{policy: bp, l: policy.NewLimiter(bp, e.opts.Clock)}
+	if e.limiters == nil {
+		e.limiters = make(map[string]*keyLimiter)
+	}
+	e.limiters[key] = kl // bounded with the cache: evicted keys lose theirs
+	return kl
 }
 
 // tracker returns key's latency tracker, which outlives policy changes.

@@ -2,8 +2,8 @@
 //
 // An Endpoint is go-kit's func(ctx, request) (response, error); a Middleware
 // wraps one Endpoint in another. recourse compiles a policy into a chain of
-// Middlewares — observe, overall timeout, retry, breaker, hedge, budget,
-// per-attempt timeout, classify — and each of them is an ordinary go-kit
+// Middlewares — observe, fallback, overall timeout, retry, breaker, hedge,
+// bulkhead, budget, per-attempt timeout, classify — and each of them is an ordinary go-kit
 // middleware that can also be used alone.
 //
 // The types here are aliases of go-kit's, so recourse middlewares and go-kit

@@ -5,10 +5,12 @@
 // first:
 //
 //	Observe         opens the timeline, reports events, closes it
+//	Fallback        supplies a failed call's result
 //	OverallTimeout  one deadline for the whole call, sleeps included
 //	Retry           the attempt loop: verdict, backoff sleep, pushback
 //	Breaker         fail fast while the key's circuit is open
 //	(hedge)         concurrent tries against the tail (package hedge)
+//	Limit           bulkhead: bounded tries in flight (fixed or adaptive)
 //	BudgetGate      retries and hedges must take a token
 //	Timeout         each try's own deadline
 //	Classify        (response, error) -> verdict, one record per try

@@ -7,6 +7,7 @@ import "github.com/recourse-go/recourse/internal/mwopt"
 func init() {
 	mwopt.RecoverBudgetPanics = recoverBudgetPanics
 	mwopt.RecoverClassifierPanics = recoverClassifierPanics
+	mwopt.RecoverFallbackPanics = recoverFallbackPanics
 	mwopt.BudgetName = budgetName
 	mwopt.WithPolicyID = withPolicyID
 	mwopt.WithAttributes = withAttributes

@@ -50,12 +50,19 @@ type Compiler struct {
 	// Tracker holds the key's recent latencies for a latency-aware
 	// trigger; nil gives the chain its own.
 	Tracker *hedge.LatencyTracker
+	// Limiter is the key's bulkhead, shared by all its calls. When the
+	// policy enables the bulkhead and Limiter is nil, Compile makes a new
+	// one from the policy (state then lives with the chain).
+	Limiter middleware.Limiter
+	// Fallback, when set, supplies a failed call's result (see
+	// middleware.Fallback); it runs just inside observe.
+	Fallback middleware.FallbackFunc
 }
 
 // Stage is one decorator of a compiled chain, described for humans.
 type Stage struct {
-	// Name is the decorator: observe, overall_timeout, retry, breaker,
-	// hedge, budget, attempt_timeout or classify.
+	// Name is the decorator: observe, fallback, overall_timeout, retry,
+	// breaker, hedge, bulkhead, budget, attempt_timeout or classify.
 	Name string
 	// Detail states its settings.
 	Detail string
@@ -84,8 +91,9 @@ func (c *Compiled) Describe() string {
 	return b.String()
 }
 
-// Compile normalizes p and builds its chain: observe → overall timeout →
-// retry → breaker → hedge → budget → per-attempt timeout → classify.
+// Compile normalizes p and builds its chain: observe → fallback → overall
+// timeout → retry → breaker → hedge → bulkhead → budget → per-attempt
+// timeout → classify.
 // Sections the policy leaves off are not compiled in. A policy naming a
 // budget the compiler was not given is refused with an error naming the
 // field and the value.
@@ -107,6 +115,14 @@ func (c *Compiler) Compile(p Policy) (*Compiled, error) {
 		mwopt.WithAttributes.(func(map[string]string) middleware.ObserveOption)(c.Attributes),
 		mwopt.WithPolicyID.(func(string) middleware.ObserveOption)(p.ID),
 	), "observe", "key="+key+idDetail(p.ID))
+
+	if c.Fallback != nil {
+		var fopts []middleware.FallbackOption
+		if !c.NoRecover {
+			fopts = append(fopts, mwopt.RecoverFallbackPanics.(func(string) middleware.FallbackOption)(key))
+		}
+		add(middleware.Fallback(c.Fallback, fopts...), "fallback", "on the call's final error")
+	}
 
 	r := p.Retry
 	if r.OverallTimeout > 0 {
@@ -138,6 +154,13 @@ func (c *Compiler) Compile(p Policy) (*Compiled, error) {
 			hopts = append(hopts, hedge.RecoverPanics(key))
 		}
 		add(hedge.New(trig, hopts...), "hedge", hedgeDetail(hp, trig, c.Trigger != nil))
+	}
+	if bh := p.Bulkhead; bh.Enabled() {
+		l := c.Limiter
+		if l == nil {
+			l = NewLimiter(bh, c.Clock)
+		}
+		add(middleware.Limit(l), "bulkhead", bulkheadDetail(bh))
 	}
 	if p.Budget != "" || (p.Hedge.Enabled && p.Hedge.Budget != "") {
 		mw, detail, err := c.budgetGate(p, key)
@@ -187,6 +210,31 @@ func (c *Compiler) budgetGate(p Policy, key string) (endpoint.Middleware, string
 
 func init() { policyopt.BreakerConfig = breakerConfig }
 
+// NewLimiter returns the bulkhead a bulkhead policy describes, on clk (nil:
+// the real clock): a middleware.Bulkhead, or a middleware.AdaptiveLimit
+// with MaxConcurrent as its ceiling. The policy is normalized first; a
+// policy that enables no bulkhead gives nil.
+func NewLimiter(bh BulkheadPolicy, clk clock.Clock) middleware.Limiter {
+	p := Policy{Bulkhead: bh}
+	p, _ = p.Normalize()
+	bh = p.Bulkhead
+	switch {
+	case !bh.Enabled():
+		return nil
+	case bh.Adaptive:
+		return middleware.NewAdaptiveLimit(middleware.AdaptiveMaxLimit(bh.MaxConcurrent),
+			middleware.AdaptiveMaxWait(bh.MaxWait), middleware.AdaptiveClock(clk))
+	}
+	return middleware.NewBulkhead(bh.MaxConcurrent, bh.MaxWait, middleware.BulkheadClock(clk))
+}
+
+func bulkheadDetail(bh BulkheadPolicy) string {
+	if bh.Adaptive {
+		return fmt.Sprintf("adaptive max_concurrent=%d max_wait=%v", bh.MaxConcurrent, bh.MaxWait)
+	}
+	return fmt.Sprintf("max_concurrent=%d max_wait=%v", bh.MaxConcurrent, bh.MaxWait)
+}
+
 // breakerConfig turns a circuit policy into the breaker configuration for
 // key (without a state-change callback). The executor reaches it through
 // internal/policyopt.
@@ -194,6 +242,7 @@ func breakerConfig(key string, cp CircuitPolicy) middleware.BreakerConfig {
 	return middleware.BreakerConfig{
 		Name: key, ConsecutiveFailures: cp.ConsecutiveFailures, Cooldown: cp.Cooldown,
 		HalfOpenProbes: cp.HalfOpenProbes, FailureRatio: cp.FailureRatio, Window: cp.Window, MinRequests: cp.MinRequests,
+		CooldownJitter: cp.CooldownJitter, SlowCallDuration: cp.SlowCallDuration, SlowCallRate: cp.SlowCallRate,
 	}
 }
 
@@ -208,11 +257,23 @@ func triggerFor(hp HedgePolicy, tracker *hedge.LatencyTracker) hedge.Trigger {
 }
 
 func breakerDetail(cp CircuitPolicy) string {
+	var d string
 	if cp.FailureRatio > 0 {
-		return fmt.Sprintf("failure_ratio=%g window=%v min_requests=%d cooldown=%v half_open_probes=%d",
+		d = fmt.Sprintf("failure_ratio=%g window=%v min_requests=%d cooldown=%v half_open_probes=%d",
 			cp.FailureRatio, cp.Window, cp.MinRequests, cp.Cooldown, cp.HalfOpenProbes)
+	} else {
+		d = fmt.Sprintf("consecutive_failures=%d cooldown=%v half_open_probes=%d", cp.ConsecutiveFailures, cp.Cooldown, cp.HalfOpenProbes)
 	}
-	return fmt.Sprintf("consecutive_failures=%d cooldown=%v half_open_probes=%d", cp.ConsecutiveFailures, cp.Cooldown, cp.HalfOpenProbes)
+	if cp.CooldownJitter > 0 {
+		d += fmt.Sprintf(" cooldown_jitter=%g", cp.CooldownJitter)
+	}
+	if cp.SlowCallDuration > 0 {
+		d += fmt.Sprintf(" slow_call_duration=%v slow_call_rate=%g", cp.SlowCallDuration, cp.SlowCallRate)
+		if cp.FailureRatio == 0 {
+			d += fmt.Sprintf(" window=%v min_requests=%d", cp.Window, cp.MinRequests)
+		}
+	}
+	return d
 }
 
 // hedgeDetail says what the hedge will really do: the trigger in force

@@ -7,7 +7,13 @@
 // into an endpoint.Middleware whose decorators run in a fixed order,
 // outermost first:
 //
-//	observe → overall timeout → retry → breaker → hedge → budget → per-attempt timeout → classify
+//	observe → fallback → overall timeout → retry → breaker → hedge → bulkhead → budget → per-attempt timeout → classify
+//
+// The fallback (recourse.WithFallback) sees the call's final error. The
+// bulkhead bounds tries, not calls: it sits inside the hedge so that a
+// hedge needs a slot too (one that finds none is not sent), and before the
+// budget so that a refused try spends no token; its refusals are aborts,
+// neither retried into the same full bulkhead nor counted by the breaker.
 //
 // A section the policy does not enable is not compiled at all, so a call
 // pays only for what its policy asks for. Most programs never call the
@@ -66,6 +72,10 @@
 //	hedge.trigger                        HedgePolicy.Trigger
 //	circuit.enabled, consecutive_failures, cooldown, half_open_probes,
 //	circuit.failure_ratio, window, min_requests   CircuitPolicy fields
+//	circuit.cooldown_jitter              CircuitPolicy.CooldownJitter (in [0, 1])
+//	circuit.slow_call_duration, slow_call_rate    CircuitPolicy.SlowCallDuration, SlowCallRate
+//	bulkhead.max_concurrent, max_wait    BulkheadPolicy.MaxConcurrent, MaxWait
+//	bulkhead.adaptive                    BulkheadPolicy.Adaptive (limit follows latency, max_concurrent its ceiling)
 //	budget, budget_cost                  Policy.Budget, Policy.BudgetCost
 //	classifier                           Policy.Classifier
 //

@@ -421,6 +421,16 @@ func (c *converter) policy(raw any, p *Policy) {
 				{"failure_ratio", floatField(&b.FailureRatio)},
 				{"window", durField(&b.Window)},
 				{"min_requests", intField(&b.MinRequests)},
+				{"cooldown_jitter", floatField(&b.CooldownJitter)},
+				{"slow_call_duration", durField(&b.SlowCallDuration)},
+				{"slow_call_rate", floatField(&b.SlowCallRate)},
+			})
+		}},
+		{"bulkhead", func(c *converter, _ string, v any) {
+			c.section("bulkhead", v, []field{
+				{"max_concurrent", intField(&p.Bulkhead.MaxConcurrent)},
+				{"max_wait", durField(&p.Bulkhead.MaxWait)},
+				{"adaptive", boolField(&p.Bulkhead.Adaptive)},
 			})
 		}},
 		{"budget", strField(&p.Budget)},

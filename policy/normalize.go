@@ -50,6 +50,9 @@ const (
 	maxMinRequests             = 10000
 
 	maxBudgetCost = 1000
+
+	maxBulkhead            = 100000
+	defaultAdaptiveCeiling = 1000
 )
 
 // Normalize returns p with every field inside its bounds, and the names of
@@ -78,9 +81,15 @@ const (
 //	circuit.failure_ratio          0 (off)   0.01       1
 //	circuit.window                 1m        1s         10m
 //	circuit.min_requests           10        1          10000
+//	circuit.cooldown_jitter        0 (none)  0          1
+//	circuit.slow_call_duration     0 (off)   1ms        5m
+//	circuit.slow_call_rate         1         0.01       1
+//	bulkhead.max_concurrent        0 (off) † 1          100000
+//	bulkhead.max_wait              0         1µs        5m
 //	budget_cost                    1         1          1000
 //
-// (*) or initial_backoff, if larger. (**) see below. A negative timeout is
+// (*) or initial_backoff, if larger. (**) see below. (†) 1000 with
+// bulkhead.adaptive. A negative timeout is
 // clamped to 0 (none); a NaN multiplier, quantile (0.999) or failure
 // ratio (0.5) takes a default and is reported.
 //
@@ -129,6 +138,27 @@ func (p Policy) Normalize() (Policy, []string) {
 	}
 	c.Window = in(&n, "circuit.window", c.Window, defaultWindow, minWindow, maxWindow)
 	c.MinRequests = in(&n, "circuit.min_requests", c.MinRequests, defaultMinRequests, 1, maxMinRequests)
+	if c.CooldownJitter != 0 || math.IsNaN(c.CooldownJitter) {
+		c.CooldownJitter = n.floatIn("circuit.cooldown_jitter", c.CooldownJitter, 0, 0, 1)
+	}
+	c.SlowCallDuration = n.optionalDur("circuit.slow_call_duration", c.SlowCallDuration, minTimeout, maxTimeout)
+	if c.SlowCallDuration == 0 {
+		if c.SlowCallRate != 0 {
+			c.SlowCallRate = 0 // meaningless without a duration; not a clamp
+		}
+	} else {
+		c.SlowCallRate = n.floatIn("circuit.slow_call_rate", c.SlowCallRate, 1, 0.01, 1)
+	}
+
+	bh := &p.Bulkhead
+	if bh.MaxConcurrent != 0 || bh.Adaptive {
+		def := 0
+		if bh.Adaptive {
+			def = defaultAdaptiveCeiling
+		}
+		bh.MaxConcurrent = in(&n, "bulkhead.max_concurrent", bh.MaxConcurrent, def, 1, maxBulkhead)
+	}
+	bh.MaxWait = n.optionalDur("bulkhead.max_wait", bh.MaxWait, time.Microsecond, maxTimeout)
 
 	p.BudgetCost = in(&n, "budget_cost", p.BudgetCost, 1, 1, maxBudgetCost)
 	return p, n.fields

@@ -35,6 +35,9 @@ func WithHedge(h HedgePolicy) Option { return func(p *Policy) { p.Hedge = h } }
 // WithCircuitBreaker sets the circuit breaker section.
 func WithCircuitBreaker(c CircuitPolicy) Option { return func(p *Policy) { p.Circuit = c } }
 
+// WithBulkhead sets the bulkhead section.
+func WithBulkhead(b BulkheadPolicy) Option { return func(p *Policy) { p.Bulkhead = b } }
+
 // WithBudget names the budget retries and hedges take tokens from.
 func WithBudget(name string) Option { return func(p *Policy) { p.Budget = name } }
 

@@ -21,6 +21,8 @@ type Policy struct {
 	Hedge HedgePolicy
 	// Circuit configures the key's circuit breaker.
 	Circuit CircuitPolicy
+	// Bulkhead bounds how many of the key's tries run at once.
+	Bulkhead BulkheadPolicy
 	// Budget names the executor budget every retry and hedge must take a
 	// token from; empty means no budget.
 	Budget string
@@ -110,9 +112,42 @@ type CircuitPolicy struct {
 	// Window is the rolling window of ratio mode.
 	Window time.Duration
 	// MinRequests is the minimum number of calls in Window before ratio
-	// mode may trip.
+	// mode or slow-call detection may trip.
 	MinRequests int
+	// CooldownJitter, in [0, 1], lengthens each open period by a random
+	// fraction of Cooldown up to it, so that the replicas of a fleet do not
+	// probe in lockstep (0: every open period lasts exactly Cooldown).
+	CooldownJitter float64
+	// SlowCallDuration, when set, turns on slow-call detection: a
+	// successful try that took at least this long is slow, and the breaker
+	// opens when slow tries reach SlowCallRate of the tries it counted in
+	// Window (once MinRequests were seen). A slow half-open probe fails.
+	SlowCallDuration time.Duration
+	// SlowCallRate is the share of slow tries, in (0, 1], that opens the
+	// breaker (default 1: all of them). Used only with SlowCallDuration.
+	SlowCallRate float64
 }
+
+// BulkheadPolicy bounds how many of a key's tries — first tries, retries
+// and hedges alike — run at once in this process. A try that finds no room
+// waits up to MaxWait and is then refused with middleware.ErrBulkheadFull
+// (reason "bulkhead_full"): not retried, not counted by the breaker, and a
+// hedge that finds no room is simply not sent. The zero BulkheadPolicy
+// means no bulkhead.
+type BulkheadPolicy struct {
+	// MaxConcurrent is how many tries may run at once; 0 means no
+	// bulkhead. With Adaptive it is the ceiling of the adaptive limit.
+	MaxConcurrent int
+	// MaxWait is how long a try may wait for room (0: refused at once).
+	MaxWait time.Duration
+	// Adaptive makes the limit follow measured latency (see
+	// middleware.NewAdaptiveLimit) between 1 and MaxConcurrent (default
+	// ceiling 1000 when MaxConcurrent is 0).
+	Adaptive bool
+}
+
+// Enabled reports whether the policy asks for a bulkhead.
+func (b BulkheadPolicy) Enabled() bool { return b.MaxConcurrent > 0 || b.Adaptive }
 
 // New returns the policy for key with the defaults and then opts applied.
 // Nil options are skipped.

@@ -97,6 +97,28 @@ func Validate(p Policy) error {
 	}
 	v.duration("circuit.window", c.Window)
 	v.nonNegative("circuit.min_requests", int64(c.MinRequests))
+	switch {
+	case math.IsNaN(c.CooldownJitter):
+		v.fail("circuit.cooldown_jitter", "NaN", "must be in [0, 1]")
+	case c.CooldownJitter < 0 || c.CooldownJitter > 1:
+		v.fail("circuit.cooldown_jitter", fmtFloat(c.CooldownJitter), "must be in [0, 1]")
+	}
+	v.duration("circuit.slow_call_duration", c.SlowCallDuration)
+	switch {
+	case math.IsNaN(c.SlowCallRate):
+		v.fail("circuit.slow_call_rate", "NaN", "must be in (0, 1]")
+	case c.SlowCallRate < 0 || c.SlowCallRate > 1:
+		v.fail("circuit.slow_call_rate", fmtFloat(c.SlowCallRate), "must be in (0, 1]")
+	case c.SlowCallRate > 0 && c.SlowCallDuration == 0:
+		v.fail("circuit.slow_call_rate", fmtFloat(c.SlowCallRate), "needs circuit.slow_call_duration")
+	}
+
+	bh := p.Bulkhead
+	v.nonNegative("bulkhead.max_concurrent", int64(bh.MaxConcurrent))
+	v.duration("bulkhead.max_wait", bh.MaxWait)
+	if bh.MaxWait > 0 && !bh.Enabled() {
+		v.fail("bulkhead.max_wait", bh.MaxWait.String(), "needs bulkhead.max_concurrent or bulkhead.adaptive")
+	}
 
 	v.nonNegative("budget_cost", int64(p.BudgetCost))
 	return errors.Join(v.errs...)

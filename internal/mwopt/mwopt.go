@@ -14,6 +14,9 @@ var (
 	// RecoverClassifierPanics is a func(key string) middleware.ClassifyOption:
 	// a panicking classifier becomes a *middleware.PanicError naming key.
 	RecoverClassifierPanics any
+	// RecoverFallbackPanics is a func(key string) middleware.FallbackOption:
+	// a panicking fallback becomes a *middleware.PanicError naming key.
+	RecoverFallbackPanics any
 	// BudgetName is a func(name string) middleware.BudgetOption: the
 	// budget's name in observer events.
 	BudgetName any

@@ -13,6 +13,7 @@ func TestVariablesAreSet(t *testing.T) {
 	checks := map[string]bool{}
 	_, checks["RecoverBudgetPanics"] = mwopt.RecoverBudgetPanics.(func(string) middleware.BudgetOption)
 	_, checks["RecoverClassifierPanics"] = mwopt.RecoverClassifierPanics.(func(string) middleware.ClassifyOption)
+	_, checks["RecoverFallbackPanics"] = mwopt.RecoverFallbackPanics.(func(string) middleware.FallbackOption)
 	_, checks["BudgetName"] = mwopt.BudgetName.(func(string) middleware.BudgetOption)
 	_, checks["WithPolicyID"] = mwopt.WithPolicyID.(func(string) middleware.ObserveOption)
 	_, checks["WithAttributes"] = mwopt.WithAttributes.(func(map[string]string) middleware.ObserveOption)

@@ -229,6 +229,21 @@ func (r *Recorder) SetPolicyID(id string) {
 	r.mu.Unlock()
 }
 
+// LastAttempt returns the highest attempt number recorded so far (0 for
+// none, or a nil recorder).
+func (r *Recorder) LastAttempt() int {
+	if r == nil {
+		return 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, a := range r.tl.Attempts {
+		n = max(n, a.Attempt)
+	}
+	return n
+}
+
 // Len returns the number of records so far.
 func (r *Recorder) Len() int {
 	if r == nil {
