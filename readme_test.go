@@ -67,6 +67,23 @@ func readmeBudgets() *recourse.Executor {
 	return exec
 }
 
+type Price struct{}
+
+func lastKnownPrice(context.Context) (Price, bool) { return Price{}, false }
+
+func readmeFallback(fp policy.Provider) (*recourse.Executor, error) {
+	exec, err := recourse.New(
+		recourse.WithProvider(fp),
+		recourse.WithFallback("pricing.Get", func(ctx context.Context, err error) (any, error) {
+			if p, ok := lastKnownPrice(ctx); ok {
+				return p, nil // DoValue[Price] returns it, with a nil error
+			}
+			return nil, err // no stand-in: the call fails as it would have
+		}),
+	)
+	return exec, err
+}
+
 func readmeHTTP(exec *recourse.Executor, routeKey func(*http.Request) string) (*http.Client, *http.Client) {
 	client := rhttp.NewClient(exec, "inventory.Get") // one key for every request, or one per route:
 	routed := &http.Client{Transport: rhttp.NewTransport(exec, "inventory", http.DefaultTransport,
