@@ -6,6 +6,7 @@ import (
 	"time"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/exemplar"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/recourse-go/recourse"
@@ -33,10 +34,12 @@ func fullExec(obs timeline.Observer) *recourse.Executor {
 
 func ok(context.Context) error { return nil }
 
-// BenchmarkFullChainOTel is the success path of the full chain three
-// ways, in one run: with no observer, with the timeline captured
-// (timeline.Record), and with the OTel observer on SDK providers (every
-// span sampled and recorded, metrics aggregated by a reader).
+// BenchmarkFullChainOTel is the success path of the full chain four ways,
+// in one run: with no observer, with the timeline captured
+// (timeline.Record), with the OTel observer on SDK providers (every span
+// sampled and recorded, metrics aggregated by a reader, exemplars taken
+// from the sampled call spans as the SDK does by default), and the same
+// with exemplars off.
 func BenchmarkFullChainOTel(b *testing.B) {
 	run := func(b *testing.B, e *recourse.Executor, capture bool) {
 		ctx := context.Background()
@@ -53,13 +56,15 @@ func BenchmarkFullChainOTel(b *testing.B) {
 	}
 	b.Run("observer_off", func(b *testing.B) { run(b, fullExec(nil), false) })
 	b.Run("timeline_captured", func(b *testing.B) { run(b, fullExec(nil), true) })
-	b.Run("otel", func(b *testing.B) {
+	otelRun := func(b *testing.B, opts ...sdkmetric.Option) {
 		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
-		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+		mp := sdkmetric.NewMeterProvider(append(opts, sdkmetric.WithReader(sdkmetric.NewManualReader()))...)
 		defer func() {
 			_ = tp.Shutdown(context.Background())
 			_ = mp.Shutdown(context.Background())
 		}()
 		run(b, fullExec(rotel.NewObserver(rotel.WithTracerProvider(tp), rotel.WithMeterProvider(mp))), false)
-	})
+	}
+	b.Run("otel", func(b *testing.B) { otelRun(b) })
+	b.Run("otel_no_exemplars", func(b *testing.B) { otelRun(b, sdkmetric.WithExemplarFilter(exemplar.AlwaysOffFilter)) })
 }

@@ -97,13 +97,21 @@
 //
 // Through the OpenTelemetry Prometheus exporter they appear as
 // recourse_call_duration_seconds_bucket, recourse_budget_decisions_total,
-// and so on.
+// recourse_circuit_breaker_open, and so on; examples/prometheus in this
+// module serves them on a /metrics page.
+//
+// The measurements of a call are made in its context, which carries its
+// span: with the SDK's default exemplar filter (trace_based), those of a
+// sampled call carry exemplars pointing at its trace.
 //
 // # Cost
 //
 // An Observer does its work on the call's path, as every observer does.
-// Attribute sets are built once per key and reused, and a call whose span
-// is not sampled skips the span's attributes and events. BenchmarkFullChainOTel
-// measures the full chain with the observer on beside the same chain with
-// the timeline captured and with no observer.
+// Attribute sets and span options are built once per key and reused, and
+// a call whose span is not sampled skips the span's attributes and
+// events. Observers that, unlike this one, do not implement
+// timeline.ContextObserver add nothing to a call for the hook.
+// BenchmarkFullChainOTel measures the full chain with the observer on
+// (with exemplars and without) beside the same chain with the timeline
+// captured and with no observer.
 package rotel

@@ -118,6 +118,9 @@ type Observer struct {
 	breakerOpen        metric.Int64Gauge
 	policyReloads      metric.Int64Counter
 
+	// spanAttrs caches the start option setting recourse.key on a
+	// call's span, by key.
+	spanAttrs sync.Map // string → trace.SpanStartOption
 	// attrs caches the attribute sets of the metrics, by attrKey.
 	attrs sync.Map // attrKey → metric.MeasurementOption
 
@@ -203,6 +206,28 @@ func NewObserver(opts ...Option) *Observer {
 // stateKey is the context key of an Observer's callState.
 type stateKey struct{ o *Observer }
 
+// spanKindInternal is the kind of the spans the Observer starts, made once.
+var spanKindInternal = trace.WithSpanKind(trace.SpanKindInternal)
+
+// callCtx is the context CallContext returns: the caller's context with
+// the call's span, plus the call's state under stateKey{o}. It is one
+// allocation where context.WithValue and a state would be two; every
+// other method, Done and Err included, is the embedded context's.
+type callCtx struct {
+	context.Context
+	o  *Observer
+	st callState
+}
+
+// Value returns the call's state for stateKey{o}, and otherwise what the
+// embedded context holds for key.
+func (c *callCtx) Value(key any) any {
+	if k, ok := key.(stateKey); ok && k.o == c.o {
+		return &c.st
+	}
+	return c.Context.Value(key)
+}
+
 // callState is what CallContext leaves in a call's context for the
 // Observer's later events of the call.
 type callState struct {
@@ -237,11 +262,18 @@ func (o *Observer) CallContext(ctx context.Context, key string, start time.Time)
 	if ctx == nil {
 		return nil
 	}
-	ctx, span := o.tracer.Start(ctx, key,
-		trace.WithSpanKind(trace.SpanKindInternal),
-		trace.WithTimestamp(start),
-		trace.WithAttributes(attribute.String(AttrKey, key)))
-	return context.WithValue(ctx, stateKey{o}, &callState{span: span, key: key})
+	ctx, span := o.tracer.Start(ctx, key, spanKindInternal, trace.WithTimestamp(start), o.keyAttr(key))
+	return &callCtx{Context: ctx, o: o, st: callState{span: span, key: key}}
+}
+
+// keyAttr returns the start option setting recourse.key to key, made once
+// per key.
+func (o *Observer) keyAttr(key string) trace.SpanStartOption {
+	if v, ok := o.spanAttrs.Load(key); ok {
+		return v.(trace.SpanStartOption)
+	}
+	v, _ := o.spanAttrs.LoadOrStore(key, trace.WithAttributes(attribute.String(AttrKey, key)))
+	return v.(trace.SpanStartOption)
 }
 
 // OnStart claims the span CallContext started for the call; the span is
@@ -303,7 +335,7 @@ func (o *Observer) attemptSpan(ctx context.Context, key string, rec timeline.Att
 		return
 	}
 	_, span := o.tracer.Start(trace.ContextWithSpan(ctx, st.span), key+" attempt",
-		trace.WithSpanKind(trace.SpanKindInternal),
+		spanKindInternal,
 		trace.WithTimestamp(rec.StartTime),
 		trace.WithAttributes(
 			attribute.String(AttrKey, key),
@@ -330,10 +362,7 @@ func (o *Observer) OnFinish(ctx context.Context, tl *timeline.Timeline) {
 		// No CallContext for this call (the observer was called directly,
 		// or through a wrapper that does not forward it): the span is made
 		// now, from the timeline's start.
-		_, span = o.tracer.Start(ctx, tl.Key,
-			trace.WithSpanKind(trace.SpanKindInternal),
-			trace.WithTimestamp(tl.Start),
-			trace.WithAttributes(attribute.String(AttrKey, tl.Key)))
+		_, span = o.tracer.Start(ctx, tl.Key, spanKindInternal, trace.WithTimestamp(tl.Start), o.keyAttr(tl.Key))
 	}
 	if span.IsRecording() {
 		annotate(span, tl)
