@@ -252,3 +252,36 @@ func TestLimitThousandGoroutinesWithBreakerAndRetry(t *testing.T) {
 		t.Fatalf("breaker %v, in flight %d", cb.State(), b.InFlight())
 	}
 }
+
+func TestPerKeyMakesOneLimiterPerKeyAndBoundsKeys(t *testing.T) {
+	var made atomic.Int32
+	src := PerKey(func(key string) Limiter { made.Add(1); return NewBulkhead(1, 0) })
+	a, b := src("a"), src("b")
+	if src("a") != a || a == b {
+		t.Fatal("same key, different limiters (or different keys, one limiter)")
+	}
+	for i := 0; i < DefaultMaxLimiterKeys+50; i++ {
+		src(fmt.Sprint("k", i))
+	}
+	if m := made.Load(); m != DefaultMaxLimiterKeys+1 {
+		t.Fatalf("made %d limiters, want %d (the cap plus one shared)", m, DefaultMaxLimiterKeys+1)
+	}
+	if src("x1") != src("x2") {
+		t.Fatal("keys past the cap do not share")
+	}
+	if PerKey(nil)("a") != nil {
+		t.Fatal("PerKey(nil) limits")
+	}
+	// Concurrent first uses of one key get one limiter.
+	made.Store(0)
+	src = PerKey(func(string) Limiter { made.Add(1); return NewBulkhead(1, 0) })
+	var wg sync.WaitGroup
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); src("same") }()
+	}
+	wg.Wait()
+	if made.Load() != 1 {
+		t.Fatalf("made %d limiters for one key", made.Load())
+	}
+}
