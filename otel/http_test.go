@@ -202,3 +202,69 @@ func TestAttemptSpans(t *testing.T) {
 		}
 	}
 }
+
+// A hedge's client span nests under the call's span too, marked as a
+// resend with its hedge index; the stalled primary's span ends when the
+// hedge wins.
+func TestOtelhttpHedgeSpan(t *testing.T) {
+	h := newHarness(t)
+	var seen atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if seen.Add(1) == 1 {
+			<-r.Context().Done() // the primary stalls until the hedge wins
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	exec := recourse.NewExecutor(recourse.WithObserver(h.obs),
+		recourse.WithPolicy("pricing.Quote", policy.MaxAttempts(1), policy.OverallTimeout(5*time.Second),
+			policy.WithHedge(policy.HedgePolicy{Enabled: true, Delay: 5 * time.Millisecond, MaxHedges: 1})))
+	client := &http.Client{Transport: rhttp.NewTransport(exec, "pricing.Quote",
+		otelhttp.NewTransport(rotel.NewResendTransport(srv.Client().Transport), otelhttp.WithTracerProvider(h.tp)))}
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+
+	call := h.span(t, "pricing.Quote")
+	var primary, hedge sdktrace.ReadOnlySpan
+	for _, s := range h.spans.Ended() {
+		if s.SpanKind() != trace.SpanKindClient {
+			continue
+		}
+		if s.Parent().SpanID() != call.SpanContext().SpanID() {
+			t.Errorf("client span %q: parent %v, want the call's span", s.Name(), s.Parent().SpanID())
+		}
+		if _, ok := attr(s.Attributes(), rotel.AttrHedgeIndex); ok {
+			hedge = s
+		} else {
+			primary = s
+		}
+	}
+	if primary == nil || hedge == nil {
+		t.Fatalf("want a primary and a hedge client span; all: %v", names(h.spans.Ended()))
+	}
+	wantAttr(t, "hedge", hedge.Attributes(), resendCount, int64(1))
+	wantAttr(t, "hedge", hedge.Attributes(), rotel.AttrHedgeIndex, int64(1))
+	if _, ok := attr(primary.Attributes(), resendCount); ok {
+		t.Error("the primary try is marked as a resend")
+	}
+}
+
+// A call the executor refuses (no policy, deny mode) still gets its span,
+// started by CallContext and ended with the refusal.
+func TestRefusedCallSpan(t *testing.T) {
+	h := newHarness(t)
+	exec := recourse.NewExecutor(recourse.WithObserver(h.obs), recourse.WithMissingPolicyMode(recourse.FailureDeny))
+	if err := exec.Do(context.Background(), "nowhere.Get", func(context.Context) error { return nil }); err == nil {
+		t.Fatal("a call without a policy ran in deny mode")
+	}
+	s := h.span(t, "nowhere.Get")
+	wantAttr(t, "refused call", s.Attributes(), rotel.AttrErrorType, "no_policy")
+	if len(h.spans.Started()) != 1 {
+		t.Errorf("%d spans started, want 1", len(h.spans.Started()))
+	}
+}
