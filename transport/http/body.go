@@ -52,7 +52,8 @@ type tryContext struct {
 	context.Context // a cancelable context without a deadline
 	deadline        time.Time
 	hasDeadline     bool
-	err             atomic.Pointer[error] // set once, just before the cancel
+	ended           atomic.Bool // err is set, or being set just before the cancel
+	err             error       // written once, before the cancel, which orders it before Err's read
 }
 
 // Deadline returns the deadline of the chain's context.
@@ -63,7 +64,7 @@ func (c *tryContext) Err() error {
 	if c.Context.Err() == nil {
 		return nil
 	}
-	return *c.err.Load()
+	return c.err
 }
 
 // try owns one try's tryContext.
@@ -85,7 +86,8 @@ func newTry(parent context.Context) *try {
 
 // end ends the try's context with err and cause, unless it has ended.
 func (tr *try) end(err, cause error) {
-	if tr.ctx.err.CompareAndSwap(nil, &err) {
+	if tr.ctx.ended.CompareAndSwap(false, true) {
+		tr.ctx.err = err
 		tr.cancel(cause)
 	}
 }
@@ -132,13 +134,19 @@ func newResponse(hr *http.Response, tr *try) *response {
 		tr.release()
 		return &response{Response: hr}
 	}
-	b := &body{rc: hr.Body, try: tr}
+	rb := &struct { // one allocation for both
+		r response
+		b body
+	}{}
+	b := &rb.b
+	b.rc, b.try, b.length = hr.Body, tr, hr.ContentLength
 	if rwc, ok := hr.Body.(io.ReadWriteCloser); ok && hr.StatusCode == http.StatusSwitchingProtocols {
 		hr.Body = &upgradeBody{body: b, rwc: rwc}
 	} else {
 		hr.Body = b
 	}
-	return &response{Response: hr, body: b}
+	rb.r = response{Response: hr, body: b}
+	return &rb.r
 }
 
 // Discard drains a little of the body, so the connection can be reused,
@@ -146,6 +154,10 @@ func newResponse(hr *http.Response, tr *try) *response {
 func (r *response) Discard() {
 	b := r.body
 	if b == nil {
+		return
+	}
+	if b.ahead != nil && b.ahead.finished() {
+		_ = b.Close() // read to its end by peek: nothing left on the wire
 		return
 	}
 	if r.StatusCode != http.StatusSwitchingProtocols && r.ContentLength <= maxDrain {
@@ -171,8 +183,9 @@ func (r *response) AttemptStatus() string { return strconv.Itoa(r.StatusCode) }
 // body wraps a response body: closing it also ends its try's context and
 // releases the contexts the response adopted.
 type body struct {
-	rc  io.ReadCloser
-	try *try
+	rc     io.ReadCloser
+	try    *try
+	length int64 // the response's ContentLength; -1 if unknown
 
 	ahead *ahead // set by peek
 
@@ -181,6 +194,9 @@ type body struct {
 	closed  bool
 }
 
+// peekChunk is the most peek reads at once.
+const peekChunk = 4 << 10
+
 // peek starts reading the first maxDrain bytes of the body of a failed
 // try that may be retried, in a goroutine that ends with that read, so
 // that a short body is read to its end and its connection goes back to
@@ -188,11 +204,15 @@ type body struct {
 // bytes read ahead are read first, as they arrive: the body stays whole
 // and streamed.
 func (b *body) peek() {
-	a := &ahead{}
+	a := &ahead{ended: make(chan struct{})}
 	a.cond.L = &a.mu
 	b.ahead = a
+	size := peekChunk
+	if n := b.length; n >= 0 && n < peekChunk {
+		size = int(n) + 1 // room to see the end of the body in the same read
+	}
 	go func() {
-		chunk := make([]byte, 4<<10)
+		chunk := make([]byte, size)
 		for total := 0; ; {
 			n, err := b.rc.Read(chunk)
 			total += n
@@ -205,6 +225,7 @@ func (b *body) peek() {
 			a.mu.Unlock()
 			a.cond.Broadcast()
 			if done {
+				close(a.ended)
 				return
 			}
 		}
@@ -215,10 +236,40 @@ func (b *body) peek() {
 type ahead struct {
 	mu     sync.Mutex
 	cond   sync.Cond
-	buf    []byte // read ahead, not yet read by the caller
-	err    error  // the error that ended the read ahead, if any
-	done   bool   // no more is read ahead; the body goes on if err is nil
-	closed bool   // the body was closed: what was read ahead is dropped
+	buf    []byte        // read ahead, not yet read by the caller
+	err    error         // the error that ended the read ahead, if any
+	done   bool          // no more is read ahead; the body goes on if err is nil
+	ended  chan struct{} // closed once done
+	closed bool          // the body was closed: what was read ahead is dropped
+}
+
+// peekWait bounds how long a try waits for the read ahead of the
+// previous try's failed body to end, so that the connection that body
+// holds goes back to the pool before the try needs one.
+const peekWait = 5 * time.Millisecond
+
+// settle waits until the read ahead has ended, ctx ends or peekWait
+// passes.
+func (a *ahead) settle(ctx context.Context) {
+	select {
+	case <-a.ended:
+		return
+	default:
+	}
+	t := time.NewTimer(peekWait)
+	defer t.Stop()
+	select {
+	case <-a.ended:
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// finished reports whether peek read the body to its end.
+func (a *ahead) finished() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.done && a.err == io.EOF
 }
 
 func (b *body) Read(p []byte) (int, error) {

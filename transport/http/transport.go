@@ -152,6 +152,7 @@ type call struct {
 	handed atomic.Bool // bodyStream: the body went to a try
 	buf    *replayBuffer
 	closed sync.Once
+	peeked atomic.Pointer[ahead] // the read ahead of the last failed try's body
 }
 
 // closeBody closes the caller's request body, once.
@@ -256,8 +257,8 @@ func (t *Transport) endpointFor(req *http.Request) (string, endpoint.Endpoint) {
 	return key, ep
 }
 
-// attempt sends one try: a clone of the caller's request with its own
-// body, under a context of its own (see tryContext).
+// attempt sends one try: a shallow copy of the caller's request with its
+// own body, under a context of its own (see tryContext).
 func (t *Transport) attempt(ctx context.Context, request any) (any, error) {
 	c := request.(*call)
 	var data []byte
@@ -275,8 +276,16 @@ func (t *Transport) attempt(ctx context.Context, request any) (any, error) {
 			return nil, middleware.Permanent(err)
 		}
 	}
+	if a := c.peeked.Swap(nil); a != nil {
+		// The previous try failed and its body is being read ahead: once
+		// read, its connection is back in the pool for this try.
+		a.settle(ctx)
+	}
 	tr := newTry(ctx)
-	out := c.req.Clone(&tr.ctx)
+	// A shallow copy: a RoundTripper may not modify the request, so the
+	// tries share the caller's header, URL and trailer; each has its own
+	// context and, below, its own body.
+	out := c.req.WithContext(&tr.ctx)
 	switch c.mode {
 	case bodyGetBody:
 		b, err := c.req.GetBody()
@@ -330,6 +339,7 @@ func (t *Transport) attempt(ctx context.Context, request any) (any, error) {
 	r := newResponse(hr, tr)
 	if r.body != nil && IsRetryableStatus(hr.StatusCode) && !tryctx.IsAtMostOnce(ctx) && hr.ContentLength <= maxDrain {
 		r.body.peek()
+		c.peeked.Store(r.body.ahead)
 	}
 	se := &StatusError{Code: hr.StatusCode, Status: hr.Status}
 	if d, ok := ParseRetryAfter(hr.Header.Get("Retry-After"), t.clock.Now()); ok {

@@ -1,0 +1,224 @@
+package rhttp
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/recourse-go/recourse"
+	"github.com/recourse-go/recourse/policy"
+)
+
+// memBase answers in memory: a call's first request gets status first
+// (with Retry-After: 0 when it is 503), the next 200 "ok". A call is
+// named by its raw query.
+type memBase struct {
+	first int
+	mu    sync.Mutex
+	seen  map[string]bool
+}
+
+func (m *memBase) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+	code, body := http.StatusOK, "ok"
+	m.mu.Lock()
+	if m.first != 0 && !m.seen[req.URL.RawQuery] {
+		m.seen[req.URL.RawQuery] = true
+		code, body = m.first, "busy"
+	}
+	m.mu.Unlock()
+	resp := &http.Response{StatusCode: code, Status: http.StatusText(code), Header: http.Header{},
+		Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: req}
+	if code == http.StatusServiceUnavailable {
+		resp.Header.Set("Retry-After", "0")
+	}
+	return resp, nil
+}
+
+func benchGet(b *testing.B, first int) {
+	base := &memBase{first: first, seen: map[string]bool{}}
+	c := &http.Client{Transport: NewTransport(recourse.NewExecutor(recourse.WithPolicy("k", policy.MaxAttempts(2))), "k", base)}
+	urls := make([]string, b.N)
+	for i := range urls {
+		urls[i] = "http://memory/x?c=" + string(rune('a'+i%26)) + strings.Repeat("z", i/26%4) + itoa(i)
+	}
+	buf := make([]byte, 16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		req, _ := http.NewRequest(http.MethodGet, urls[i], nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, _ := io.ReadFull(resp.Body, buf[:2])
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !bytes.Equal(buf[:n], []byte("ok")) {
+			b.Fatalf("status %d, body %q", resp.StatusCode, buf[:n])
+		}
+	}
+}
+
+func itoa(i int) string {
+	var b [20]byte
+	n := len(b)
+	for {
+		n--
+		b[n] = byte('0' + i%10)
+		if i /= 10; i == 0 {
+			return string(b[n:])
+		}
+	}
+}
+
+func BenchmarkMemorySuccess(b *testing.B) { benchGet(b, 0) }
+func BenchmarkMemoryRetry(b *testing.B)   { benchGet(b, http.StatusServiceUnavailable) }
+
+// Each try is a shallow copy of the caller's request: a request of its
+// own (own context, own body, replayed whole) whose header and URL are
+// the caller's, which no try modifies.
+func TestTriesAreShallowCopiesWithTheirOwnBody(t *testing.T) {
+	payload := bytes.Repeat([]byte("replay "), 3000)
+	for _, getBody := range []bool{false, true} {
+		var mu sync.Mutex
+		var tries []*http.Request
+		var bodies [][]byte
+		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			b, err := io.ReadAll(r.Body)
+			r.Body.Close()
+			mu.Lock()
+			tries = append(tries, r)
+			bodies = append(bodies, b)
+			n := len(tries)
+			mu.Unlock()
+			code := http.StatusServiceUnavailable
+			if n == 3 {
+				code = http.StatusOK
+			}
+			return &http.Response{StatusCode: code, Header: http.Header{"Retry-After": {"0"}}, Body: io.NopCloser(strings.NewReader("x")), ContentLength: 1, Request: r}, err
+		})
+		exec := recourse.NewExecutor(recourse.WithPolicy("k", policy.MaxAttempts(3)))
+		c := &http.Client{Transport: NewTransport(exec, "k", base)}
+		req, _ := http.NewRequest(http.MethodPut, "http://example.test/a?b=c", io.NopCloser(bytes.NewReader(payload)))
+		if getBody {
+			req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(payload)), nil }
+		}
+		req.Header.Set("X-Test", "1")
+		req.ContentLength = int64(len(payload))
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if len(tries) != 3 {
+			t.Fatalf("%d tries", len(tries))
+		}
+		for i, r := range tries {
+			if !bytes.Equal(bodies[i], payload) {
+				t.Errorf("getBody %v, try %d: body of %d bytes, want %d", getBody, i+1, len(bodies[i]), len(payload))
+			}
+			if r == req || r.Context() == req.Context() {
+				t.Errorf("try %d shares the caller's request or context", i+1)
+			}
+			for j := range tries[:i] {
+				if tries[j] == r || tries[j].Context() == r.Context() {
+					t.Errorf("tries %d and %d share a request or context", j+1, i+1)
+				}
+			}
+			if r.Header.Get("X-Test") != "1" || r.URL.String() != "http://example.test/a?b=c" || r.ContentLength != int64(len(payload)) {
+				t.Errorf("try %d: header %v, URL %v, length %d", i+1, r.Header, r.URL, r.ContentLength)
+			}
+		}
+		if len(req.Header) != 1 || req.URL.String() != "http://example.test/a?b=c" {
+			t.Errorf("the caller's request was modified: %v %v", req.Header, req.URL)
+		}
+	}
+}
+
+// A retried failed response is drained in time for the next try to
+// reuse its connection, even when the server says "retry now"
+// (Retry-After: 0, no backoff to hide the drain in): call after call,
+// the server sees one connection.
+func TestImmediateRetriesReuseTheConnection(t *testing.T) {
+	var conns atomic.Int32
+	var calls sync.Map
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, seen := calls.LoadOrStore(r.URL.RawQuery, true); !seen {
+			w.Header().Set("Retry-After", "0")
+			http.Error(w, strings.Repeat("busy ", 200), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, "ok")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	exec := recourse.NewExecutor(recourse.WithPolicy("k", policy.MaxAttempts(2)))
+	c := client(t, exec, "k")
+	for i := 0; i < 50; i++ {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/?c="+itoa(i), nil)
+		resp, body, _ := do(t, c, req)
+		if resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("call %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("50 retried calls opened %d connections; want 1", n)
+	}
+}
+
+// A hedge's loser that answered (a retryable failure, while the hedge
+// still ran) is drained and closed, so its connection goes back to the
+// pool: two connections serve any number of such calls.
+func TestHedgeLoserAnswerIsDrained(t *testing.T) {
+	var conns, active atomic.Int32
+	var calls sync.Map
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		active.Add(1)
+		defer active.Add(-1)
+		if _, seen := calls.LoadOrStore(r.URL.RawQuery, true); !seen {
+			time.Sleep(5 * time.Millisecond) // the primary answers 503 while the hedge runs
+			http.Error(w, strings.Repeat("busy ", 200), http.StatusServiceUnavailable)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+		fmt.Fprint(w, "ok")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	exec := recourse.NewExecutor(recourse.WithPolicy("k", policy.MaxAttempts(1),
+		policy.WithHedge(policy.HedgePolicy{Enabled: true, Delay: time.Millisecond, MaxHedges: 1})))
+	c := client(t, exec, "k")
+	for i := 0; i < 10; i++ {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/?c="+itoa(i), nil)
+		resp, body, _ := do(t, c, req)
+		if resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("call %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if n := conns.Load(); n > 2 {
+		t.Fatalf("10 hedged calls opened %d connections; want at most 2", n)
+	}
+	if n := active.Load(); n != 0 {
+		t.Fatalf("%d handlers still running", n)
+	}
+}
