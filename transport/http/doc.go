@@ -28,11 +28,17 @@
 // That read, like the whole call, ends when the request's context or the
 // policy's deadlines do, even if the body blocks. Like any
 // http.RoundTripper, the transport never modifies the request and always
-// closes its body.
+// closes its body. Each try sends a shallow copy of it with a context and
+// a body of its own; the copies share the caller's header and URL, so the
+// base RoundTripper must not modify them either (http.RoundTripper's own
+// rule), since hedged tries run at once.
 //
 // Responses of abandoned tries — failed attempts the retry loop moves
 // past, hedges that lost — are drained (a little, briefly) and closed so
-// their connections are reused. The winning response's body stays
+// their connections are reused. A short failed body is read ahead while
+// the retry loop decides, and the retry waits a few milliseconds at most
+// for that read to end, so that even an immediate retry (Retry-After: 0)
+// goes out on the same connection. The winning response's body stays
 // readable after RoundTrip returns: per-attempt and overall deadlines keep
 // bounding it until the caller closes it, but returning does not cut it
 // off. A 101 Switching Protocols response keeps a body that is an
