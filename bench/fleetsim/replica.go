@@ -205,7 +205,7 @@ type counter struct {
 }
 
 func (c *counter) OnBudgetDecision(_ context.Context, ev timeline.BudgetDecision) { c.onDecision(ev) }
-func (c *counter) OnBreakerState(ev timeline.BreakerStateChange)                 { c.onBreaker(ev) }
+func (c *counter) OnBreakerState(ev timeline.BreakerStateChange)                  { c.onBreaker(ev) }
 
 // quiet drops go-redis's log lines.
 type quiet struct{}
