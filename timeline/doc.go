@@ -12,6 +12,12 @@
 //   - Stream all calls to an Observer (logs, metrics, traces). NewZerologObserver
 //     logs one JSON event per attempt and one per call.
 //
+// An observer that needs the call's context — a tracer whose span the
+// tries' own spans (HTTP, gRPC clients) should nest under — also
+// implements ContextObserver: its CallContext makes the context every try
+// of the call then runs in. Multi passes the context through each such
+// observer in order.
+//
 // When nothing captures and the observer is the no-op one, decorators skip
 // timeline work entirely: recording costs nothing unless asked for.
 //
