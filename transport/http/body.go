@@ -123,7 +123,8 @@ func (tr *try) release() {
 // (endpoint.CancelAdopter), and reports its status for timelines.
 type response struct {
 	*http.Response
-	body *body // nil when there is no body to read (http.NoBody)
+	body    *body       // nil when there is no body to read (http.NoBody)
+	claimed atomic.Bool // drained (or being drained) by Discard or release
 }
 
 // newResponse wraps hr, whose request was sent under tr. A response
@@ -145,15 +146,19 @@ func newResponse(hr *http.Response, tr *try) *response {
 	} else {
 		hr.Body = b
 	}
-	rb.r = response{Response: hr, body: b}
+	rb.r.Response, rb.r.body = hr, b
 	return &rb.r
 }
 
 // Discard drains a little of the body, so the connection can be reused,
 // and closes it.
-func (r *response) Discard() {
+func (r *response) Discard() { r.drain(drainTimeout) }
+
+// drain reads what is left of a short body for at most within, and
+// closes it. Only the first of Discard and release to come drains.
+func (r *response) drain(within time.Duration) {
 	b := r.body
-	if b == nil {
+	if b == nil || !r.claimed.CompareAndSwap(false, true) {
 		return
 	}
 	if b.ahead != nil && b.ahead.finished() {
@@ -161,11 +166,31 @@ func (r *response) Discard() {
 		return
 	}
 	if r.StatusCode != http.StatusSwitchingProtocols && r.ContentLength <= maxDrain {
-		cut := time.AfterFunc(drainTimeout, func() { b.try.end(context.Canceled, errDiscarded) })
+		cut := time.AfterFunc(within, func() { b.try.end(context.Canceled, errDiscarded) })
 		_, _ = io.CopyN(io.Discard, b, maxDrain+1)
 		cut.Stop()
 	}
 	_ = b.Close()
+}
+
+// release is called by the next try of the call before it is sent: r,
+// the failed response of an earlier try, is then certain to be dropped by
+// the chain (a try that has run supersedes it), so its connection can go
+// back to the pool now, for this try. A body read ahead is awaited
+// briefly (settle); another is drained for at most peekWait.
+func (r *response) release(ctx context.Context) {
+	b := r.body
+	if b == nil {
+		return
+	}
+	if a := b.ahead; a != nil {
+		a.settle(ctx)
+		if a.finished() && r.claimed.CompareAndSwap(false, true) {
+			_ = b.Close()
+		}
+		return // a slow body: the chain's Discard cuts it
+	}
+	r.drain(peekWait)
 }
 
 // AdoptCancel defers cancel until the body is closed. A response without
@@ -243,9 +268,9 @@ type ahead struct {
 	closed bool          // the body was closed: what was read ahead is dropped
 }
 
-// peekWait bounds how long a try waits for the read ahead of the
-// previous try's failed body to end, so that the connection that body
-// holds goes back to the pool before the try needs one.
+// peekWait bounds how long a try waits for the previous try's failed
+// body to be read to its end, so that the connection it holds goes back
+// to the pool before the try needs one.
 const peekWait = 5 * time.Millisecond
 
 // settle waits until the read ahead has ended, ctx ends or peekWait

@@ -152,7 +152,7 @@ type call struct {
 	handed atomic.Bool // bodyStream: the body went to a try
 	buf    *replayBuffer
 	closed sync.Once
-	peeked atomic.Pointer[ahead] // the read ahead of the last failed try's body
+	prev   atomic.Pointer[response] // the last retryable failed response, until a try releases it
 }
 
 // closeBody closes the caller's request body, once.
@@ -276,10 +276,8 @@ func (t *Transport) attempt(ctx context.Context, request any) (any, error) {
 			return nil, middleware.Permanent(err)
 		}
 	}
-	if a := c.peeked.Swap(nil); a != nil {
-		// The previous try failed and its body is being read ahead: once
-		// read, its connection is back in the pool for this try.
-		a.settle(ctx)
+	if p := c.prev.Swap(nil); p != nil {
+		p.release(ctx) // its connection back in the pool for this try
 	}
 	tr := newTry(ctx)
 	// A shallow copy: a RoundTripper may not modify the request, so the
@@ -337,16 +335,22 @@ func (t *Transport) attempt(ctx context.Context, request any) (any, error) {
 	// a final failed status goes back to the caller with its body unread.
 	tr.detach(c.req.Context())
 	r := newResponse(hr, tr)
-	if r.body != nil && IsRetryableStatus(hr.StatusCode) && !tryctx.IsAtMostOnce(ctx) && hr.ContentLength <= maxDrain {
-		r.body.peek()
-		c.peeked.Store(r.body.ahead)
-	}
 	se := &StatusError{Code: hr.StatusCode, Status: hr.Status}
+	now := false // the server asks for the next try at once
 	if d, ok := ParseRetryAfter(hr.Header.Get("Retry-After"), t.clock.Now()); ok {
 		se.After = d
 		if d == 0 {
 			se.After = time.Nanosecond // "retry now" still overrides the backoff
+			now = true
 		}
+	}
+	if r.body != nil && IsRetryableStatus(hr.StatusCode) && !tryctx.IsAtMostOnce(ctx) && hr.ContentLength <= maxDrain {
+		// A short failed body is read while the retry loop waits (peek),
+		// or, when it will not wait, by the next try (release).
+		if !now {
+			r.body.peek()
+		}
+		c.prev.Store(r)
 	}
 	if IsRetryableStatus(hr.StatusCode) {
 		return r, se
