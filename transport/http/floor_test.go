@@ -222,3 +222,57 @@ func TestHedgeLoserAnswerIsDrained(t *testing.T) {
 		t.Fatalf("%d handlers still running", n)
 	}
 }
+
+// Hostile: hedged tries failing one after another (with and without
+// Retry-After: 0) while later tries release the earlier failures: no
+// race, no body read twice, every call ends with the good reply, no
+// handler left running.
+func TestRegressHedgesReleasingEarlierFailures(t *testing.T) {
+	var active atomic.Int32
+	var calls sync.Map
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		active.Add(1)
+		defer active.Add(-1)
+		v, _ := calls.LoadOrStore(r.URL.RawQuery, new(atomic.Int32))
+		n := v.(*atomic.Int32).Add(1)
+		if n <= 4 {
+			if n%2 == 0 {
+				w.Header().Set("Retry-After", "0")
+			}
+			time.Sleep(time.Duration(n) * 300 * time.Microsecond)
+			http.Error(w, strings.Repeat("no ", 100), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, "ok")
+	}))
+	defer srv.Close()
+	exec := recourse.NewExecutor(recourse.WithPolicy("k", policy.MaxAttempts(4), policy.Backoff(time.Millisecond, time.Millisecond, 1),
+		policy.WithHedge(policy.HedgePolicy{Enabled: true, Delay: time.Millisecond, MaxHedges: 3})))
+	c := client(t, exec, "k")
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+"/?c="+itoa(i), nil)
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && string(b) != "ok" || resp.StatusCode == 503 && string(b) != strings.Repeat("no ", 100)+"\n" {
+				t.Errorf("call %d: %d %q", i, resp.StatusCode, b)
+			}
+		}(i)
+	}
+	wg.Wait()
+	deadline := time.Now().Add(2 * time.Second)
+	for active.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := active.Load(); n != 0 {
+		t.Fatalf("%d handlers still running", n)
+	}
+}
