@@ -327,8 +327,9 @@ func (g *group) consider(idx int, resp any, err error) (drop any) {
 	switch {
 	case v.Outcome == timeline.OutcomeSuccess:
 		return g.decide(idx, resp, err)
-	case v.Outcome == timeline.OutcomeAbort && v.Reason == timeline.ReasonBudgetDenied && idx > 0:
-		// A refused hedge never ran: the race goes on without it.
+	case v.Outcome == timeline.OutcomeAbort && refusedTry(v.Reason) && idx > 0:
+		// A refused hedge (no budget token, no room in the bulkhead) never
+		// ran: the race goes on without it.
 		return resp
 	case v.Outcome == timeline.OutcomeRetryable:
 		if g.hasLast {
@@ -490,6 +491,11 @@ func isSuccess(ctx context.Context, resp any, err error) bool {
 	return middleware.VerdictOf(ctx, resp, err).Outcome == timeline.OutcomeSuccess
 }
 
+// refusedTry reports whether reason says a try was refused before it ran.
+func refusedTry(reason string) bool {
+	return reason == timeline.ReasonBudgetDenied || reason == timeline.ReasonBulkheadFull
+}
+
 // raceLabels returns the relabelling of a race that spawned hedges: the
 // winner "hedge_won" when it succeeded, the tries whose results came
 // after the race was decided (cut short or simply too late) "hedge_lost".
@@ -498,7 +504,7 @@ func raceLabels(winner int, late []int, won bool) func(*timeline.AttemptRecord) 
 		switch {
 		case a.HedgeIndex == winner && won:
 			a.Reason = timeline.ReasonHedgeWon
-		case a.Reason != timeline.ReasonBudgetDenied && slices.Contains(late, a.HedgeIndex):
+		case !refusedTry(a.Reason) && slices.Contains(late, a.HedgeIndex):
 			a.Reason = timeline.ReasonHedgeLost
 		}
 	}

@@ -2,6 +2,7 @@ package middleware_test
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,7 +16,6 @@ import (
 // A hedge that finds no room is simply not sent: the primary try goes on
 // and its success is the call's.
 func TestLimitRefusedHedgeLeavesThePrimaryRunning(t *testing.T) {
-	t.Skip("needs hedge.group.consider to let a hedge refused with reason bulkhead_full leave the race, as it does for budget_denied (issue 12)")
 	b := middleware.NewBulkhead(1, 0)
 	var calls atomic.Int32
 	op := func(ctx context.Context, _ any) (any, error) {
@@ -45,5 +45,27 @@ func TestLimitRefusedHedgeLeavesThePrimaryRunning(t *testing.T) {
 	}
 	if refused != 1 || won != 1 {
 		t.Fatalf("attempts %+v; want the primary's success and the hedge's refusal", capture.Timeline().Attempts)
+	}
+}
+
+// onceLimiter admits its first try and refuses every later one.
+type onceLimiter struct{ n atomic.Int32 }
+
+func (l *onceLimiter) Acquire(context.Context) (func(bool), error) {
+	if l.n.Add(1) > 1 {
+		return nil, middleware.ErrBulkheadFull
+	}
+	return func(bool) {}, nil
+}
+
+// A retry refused by a full bulkhead stops the call with the last real
+// error, as a retry refused by the budget does.
+func TestLimitRefusedRetryReturnsLastRealError(t *testing.T) {
+	errDown := errors.New("dependency down")
+	ep := endpoint.Chain(middleware.Retry(middleware.MaxAttempts(3), middleware.WithBackoff(middleware.BackoffConfig{Multiplier: 1})),
+		middleware.Limit(&onceLimiter{}), middleware.Classify(nil))(func(context.Context, any) (any, error) { return nil, errDown })
+	_, err := ep(context.Background(), nil)
+	if err != errDown {
+		t.Fatalf("err %v, want the first try's own error", err)
 	}
 }

@@ -148,10 +148,10 @@ func (r *retrier) run(ctx context.Context, req any, next endpoint.Endpoint) (any
 }
 
 // refused reports whether the attempt was refused before it reached the
-// dependency (a budget or an open breaker said no).
+// dependency (a budget, an open breaker or a full bulkhead said no).
 func refused(v Verdict) bool {
 	return v.Outcome == timeline.OutcomeAbort &&
-		(v.Reason == timeline.ReasonBudgetDenied || v.Reason == timeline.ReasonCircuitOpen)
+		(v.Reason == timeline.ReasonBudgetDenied || v.Reason == timeline.ReasonCircuitOpen || v.Reason == timeline.ReasonBulkheadFull)
 }
 
 // final turns an attempt's result into the caller's: the verdict wrapper is
