@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"errors"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -173,7 +174,10 @@ func (b *Budget) Take(ctx context.Context, t middleware.Try) middleware.Decision
 		b.leaseSize = 1
 	}
 	b.lastAsk = now
-	want := cost * b.leaseSize
+	want := cost
+	if cost <= math.MaxInt64/b.leaseSize {
+		want = cost * b.leaseSize
+	}
 	b.mu.Unlock()
 
 	if b.rdb == nil || b.closed.Load() || b.down(now) {

@@ -32,7 +32,7 @@ func (p panel) frame(b *bytes.Buffer, title, xlabel string, yticks []float64, xs
 	for t := p.x0; t <= p.x1+1e-9; t += xstep {
 		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle" fill="#555">%g</text>`+"\n", p.px(t), p.y+p.h+14, t)
 	}
-	fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle" fill="#555">%s</text>`+"\n", p.x+p.w/2, p.y+p.h+28, xlabel)
+	fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="end" fill="#555">%s</text>`+"\n", p.x+p.w, p.y+p.h+28, xlabel)
 	fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="none" stroke="#999"/>`+"\n", p.x, p.y, p.w, p.h)
 }
 
@@ -51,12 +51,12 @@ func (p panel) line(b *bytes.Buffer, xs, ys []float64, colour string) {
 	b.WriteString("\"/>\n")
 }
 
-// legend writes labelled colour swatches in a row under the title.
+// legend writes labelled colour swatches in a row under the x axis.
 func (p panel) legend(b *bytes.Buffer, labels, cols []string) {
 	x := p.x + 8
 	for i, l := range labels {
 		fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="10" height="10" fill="%s"/><text x="%.1f" y="%.1f" font-size="11">%s</text>`+"\n",
-			x, p.y+p.h-18, cols[i], x+14, p.y+p.h-9, l)
+			x, p.y+p.h+34, cols[i], x+14, p.y+p.h+43, l)
 		x += 14 + 6.5*float64(len(l)) + 16
 	}
 }
@@ -75,7 +75,7 @@ func perSecond(v []int) []float64 {
 // run's decisions by source, and when each replica's breaker opened.
 func plot(results []result) []byte {
 	var b bytes.Buffer
-	const width, height = 960.0, 900.0
+	const width, height = 960.0, 920.0
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="12">`+"\n", width, height)
 	b.WriteString(`<rect width="100%" height="100%" fill="white"/>` + "\n")
 
@@ -124,7 +124,7 @@ func plot(results []result) []byte {
 	}
 	p2 := panel{x: 60, y: 330, w: 860, h: 200, x0: 0, x1: secs, y0: 0, y1: top * 1.15}
 	p2.frame(&b, "Redis-kill run: retry decisions per second, by who decided", "seconds from the start of the run",
-		[]float64{0, top / 2, top}, 2, "%.0f")
+		[]float64{0, float64(int(top / 2)), float64(int(top))}, 2, "%.0f")
 	p2.shade(&b, (k.sc.healthy + k.sc.killAt).Seconds(), (k.sc.healthy + k.sc.restartAt).Seconds(), "#ddd", "Redis killed")
 	bw := p2.w / secs * 0.8
 	for s := range fs {
@@ -162,7 +162,7 @@ func plot(results []result) []byte {
 		}
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" fill="#555">%g/s</text>`+"\n", p3.x+float64(i)*gw+gw/2, p3.y+p3.h+14, rate(i))
 	}
-	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" fill="#555">replica (its calls per second)</text>`+"\n", p3.x+p3.w/2, p3.y+p3.h+28)
+	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="end" fill="#555">replica (its calls per second)</text>`+"\n", p3.x+p3.w, p3.y+p3.h+28)
 	p3.legend(&b, []string{results[3].sc.name, results[4].sc.name}, []string{colours[3], colours[4]})
 	b.WriteString("</svg>\n")
 	return b.Bytes()

@@ -204,8 +204,11 @@ type counter struct {
 	onBreaker  func(timeline.BreakerStateChange)
 }
 
+// OnBudgetDecision passes ev to onDecision.
 func (c *counter) OnBudgetDecision(_ context.Context, ev timeline.BudgetDecision) { c.onDecision(ev) }
-func (c *counter) OnBreakerState(ev timeline.BreakerStateChange)                  { c.onBreaker(ev) }
+
+// OnBreakerState passes ev to onBreaker.
+func (c *counter) OnBreakerState(ev timeline.BreakerStateChange) { c.onBreaker(ev) }
 
 // quiet drops go-redis's log lines.
 type quiet struct{}
