@@ -31,11 +31,12 @@ import (
 // "fleet_exceeded" for retries and hedges Redis decided; "fleet_leased"
 // for one paid from a local lease; "fleet_fallback:" followed by the
 // fallback's own reason (such as "fleet_fallback:ratio_available") for one
-// the fallback decided.
+// the fallback decided; "fleet_nil" for a retry or hedge a nil *Budget
+// refuses.
 //
 // A Budget runs one background goroutine from its first use until Close.
-// The zero value is not usable; a nil *Budget allows first tries and
-// refuses everything else.
+// A nil or zero Budget allows first tries and refuses everything else;
+// use NewBudget.
 type Budget struct {
 	rdb       redis.UniversalClient
 	name, key string
@@ -80,6 +81,7 @@ const (
 	reasonExceeded  = "fleet_exceeded"
 	reasonLeased    = "fleet_leased"
 	reasonFallback  = "fleet_fallback:"
+	reasonNil       = "fleet_nil"
 )
 
 // maxBatch bounds the decisions sent in one pipeline.
@@ -143,8 +145,11 @@ func (b *Budget) Degraded() bool {
 // decides a retry or hedge: from a local lease, else by one round trip to
 // Redis, else — Redis down, slow or closed — by the fallback.
 func (b *Budget) Take(ctx context.Context, t middleware.Try) middleware.Decision {
-	if b == nil {
-		return middleware.Decision{Allowed: t.Kind == middleware.TryFirst, Reason: reasonFirstTry}
+	if b == nil || b.cfg.fallback == nil { // nil, or the zero Budget
+		if t.Kind == middleware.TryFirst {
+			return middleware.Decision{Allowed: true, Reason: reasonFirstTry}
+		}
+		return middleware.Decision{Allowed: false, Reason: reasonNil}
 	}
 	if ctx == nil {
 		ctx = context.Background()

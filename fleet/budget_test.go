@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/recourse-go/recourse/middleware"
+	"github.com/recourse-go/recourse/timeline"
 )
 
 var (
@@ -330,13 +331,23 @@ func TestBadInput(t *testing.T) {
 	if d := nb.Take(context.Background(), first); !d.Allowed {
 		t.Fatalf("nil budget refused a first try: %+v", d)
 	}
-	if d := nb.Take(context.Background(), retry); d.Allowed {
+	if d := nb.Take(context.Background(), retry); d.Allowed || d.Reason != reasonNil {
 		t.Fatalf("nil budget allowed a retry: %+v", d)
 	}
 	nb.RecordOutcome(retry, false)
 	_ = nb.Close()
 	if !nb.Degraded() || nb.Name() != "" || nb.Key() != "" {
 		t.Fatal("nil budget accessors")
+	}
+
+	var zero Budget
+	if zero.Take(context.Background(), first).Allowed != true || zero.Take(context.Background(), retry).Allowed || !zero.Degraded() || zero.Close() != nil {
+		t.Fatal("zero Budget: want first tries allowed, retries refused, degraded")
+	}
+	var zs BreakerSignal
+	zs.OnBreakerState(timeline.BreakerStateChange{Key: "k", To: "open"})
+	if err := zs.Run(context.Background(), noBreakers{}); err == nil {
+		t.Fatal("zero BreakerSignal: Run without a client succeeded")
 	}
 
 	b := newBudget(t, nil, "", nil, Ratio(math.NaN()), Floor(math.Inf(-1)), Window(-1), DecisionTimeout(-1),

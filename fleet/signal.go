@@ -98,8 +98,14 @@ func (s *BreakerSignal) Replica() string { return s.cfg.replica }
 // OnBreakerState notes the key and, when a breaker opens, makes Run
 // publish at once.
 func (s *BreakerSignal) OnBreakerState(ev timeline.BreakerStateChange) {
+	if s == nil {
+		return
+	}
 	s.mu.Lock()
-	if len(s.learned) < s.cfg.maxKeys {
+	if s.learned == nil { // the zero BreakerSignal
+		s.learned = map[string]struct{}{}
+	}
+	if len(s.learned) < max(s.cfg.maxKeys, 1) {
 		s.learned[ev.Key] = struct{}{}
 	}
 	s.mu.Unlock()

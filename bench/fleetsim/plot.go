@@ -75,7 +75,7 @@ func perSecond(v []int) []float64 {
 // run's decisions by source, and when each replica's breaker opened.
 func plot(results []result) []byte {
 	var b bytes.Buffer
-	const width, height = 960.0, 920.0
+	const width, height = 960.0, 940.0
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="12">`+"\n", width, height)
 	b.WriteString(`<rect width="100%" height="100%" fill="white"/>` + "\n")
 
@@ -122,7 +122,7 @@ func plot(results []result) []byte {
 	for i := range fs {
 		top = max(top, fs[i]+fb[i])
 	}
-	p2 := panel{x: 60, y: 330, w: 860, h: 200, x0: 0, x1: secs, y0: 0, y1: top * 1.15}
+	p2 := panel{x: 60, y: 345, w: 860, h: 200, x0: 0, x1: secs, y0: 0, y1: top * 1.15}
 	p2.frame(&b, "Redis-kill run: retry decisions per second, by who decided", "seconds from the start of the run",
 		[]float64{0, float64(int(top / 2)), float64(int(top))}, 2, "%.0f")
 	p2.shade(&b, (k.sc.healthy + k.sc.killAt).Seconds(), (k.sc.healthy + k.sc.restartAt).Seconds(), "#ddd", "Redis killed")
@@ -145,7 +145,7 @@ func plot(results []result) []byte {
 		}
 	}
 	n := len(results[3].replicas)
-	p3 := panel{x: 60, y: 600, w: 860, h: 240, x0: 0, x1: float64(n), y0: 0, y1: worst * 1.15}
+	p3 := panel{x: 60, y: 630, w: 860, h: 240, x0: 0, x1: float64(n), y0: 0, y1: worst * 1.15}
 	p3.frame(&b, "Seconds from the outage's start until each replica's breaker opened", "", []float64{0, worst / 2, worst}, float64(n+1), "%.1f")
 	gw := p3.w / float64(n)
 	for i := range n {
