@@ -26,6 +26,8 @@ import (
 // within DecisionTimeout; a replica deciding often takes a small lease of
 // tokens and spends it locally. While Redis is down or slow, the fallback
 // budget decides, and the fleet budget resumes once Redis answers again.
+// A decision never waits longer than DecisionTimeout, whatever the
+// client's options: the caller waits on its own timer, not on go-redis.
 //
 // Decision reasons: "first_try" for a first try; "fleet_available" and
 // "fleet_exceeded" for retries and hedges Redis decided; "fleet_leased"

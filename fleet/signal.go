@@ -40,7 +40,10 @@ type Breakers interface {
 //	go sig.Run(ctx, exec) // until ctx is done
 //
 // A replica that cannot reach Redis for the report lifetime releases the
-// breakers it holds, and its own breakers decide alone.
+// breakers it holds, and its own breakers decide alone. Give the signal a
+// client created with ContextTimeoutEnabled: go-redis otherwise ignores
+// context deadlines on its sockets, and a hung Redis holds a poll for the
+// client's ReadTimeout (3s by default) before the signal can let go.
 type BreakerSignal struct {
 	// BaseObserver supplies the Observer methods the signal ignores;
 	// OnBreakerState is its own.

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/recourse-go/recourse"
 	"github.com/recourse-go/recourse/endpoint"
 	"github.com/recourse-go/recourse/middleware"
@@ -246,4 +248,30 @@ func TestSignalBadInput(t *testing.T) {
 	if err := s.Run(ctx, noBreakers{}); err != nil {
 		t.Fatalf("Run against no Redis: %v; want nil when ctx ends", err)
 	}
+}
+
+// A hung Redis (SIGSTOP) makes a replica release what it holds once its
+// reports are older than their lifetime, when the client honours context
+// deadlines (ContextTimeoutEnabled); calls never wait on the signal.
+func TestSignalHungRedis(t *testing.T) {
+	srv := startRedis(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	bs := make([]*middleware.CircuitBreaker, 2)
+	for i := range bs {
+		bs[i] = middleware.NewCircuitBreaker(middleware.BreakerConfig{ConsecutiveFailures: 1, Cooldown: time.Minute})
+		c := redis.NewClient(&redis.Options{Addr: srv.Addr(), ContextTimeoutEnabled: true, DialerRetries: 1, DialerRetryTimeout: time.Millisecond})
+		t.Cleanup(func() { _ = c.Close() })
+		sig := NewBreakerSignal(c, Replica(fmt.Sprint("h", i)), Keys("dep"), PollInterval(20*time.Millisecond), ReportTTL(200*time.Millisecond))
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = sig.Run(ctx, oneBreaker{bs[i]}) }()
+	}
+	trip(t, bs[0])
+	waitFor(t, time.Second, "held", bs[1].Forced)
+	srv.pause()
+	defer srv.resume()
+	start := time.Now()
+	waitFor(t, 2*time.Second, "released with Redis hung", func() bool { return !bs[1].Forced() })
+	t.Logf("released %v after Redis hung", time.Since(start))
 }
