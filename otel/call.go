@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -40,6 +41,7 @@ func (c *callCtx) Value(key any) any {
 type callState struct {
 	span trace.Span
 	key  string
+	opts *keyOpts
 
 	mu sync.Mutex
 	// owner is the context OnStart (or, failing that, OnFinish) was given
@@ -69,18 +71,30 @@ func (o *Observer) CallContext(ctx context.Context, key string, start time.Time)
 	if ctx == nil {
 		return nil
 	}
-	ctx, span := o.tracer.Start(ctx, key, spanKindInternal, trace.WithTimestamp(start), o.keyAttr(key))
-	return &callCtx{Context: ctx, o: o, st: callState{span: span, key: key}}
+	opts := o.forKey(key)
+	ctx, span := o.tracer.Start(ctx, key, spanKindInternal, trace.WithTimestamp(start), opts.start)
+	return &callCtx{Context: ctx, o: o, st: callState{span: span, key: key, opts: opts}}
 }
 
-// keyAttr returns the start option setting recourse.key to key, made once
-// per key.
-func (o *Observer) keyAttr(key string) trace.SpanStartOption {
-	if v, ok := o.spanAttrs.Load(key); ok {
-		return v.(trace.SpanStartOption)
+// keyOpts are the options every call of a key uses, made once per key.
+type keyOpts struct {
+	start            trace.SpanStartOption    // recourse.key on the call's span
+	key              metric.MeasurementOption // recourse.key alone
+	success, failure metric.MeasurementOption // recourse.key and recourse.outcome
+}
+
+// forKey returns key's options.
+func (o *Observer) forKey(key string) *keyOpts {
+	if v, ok := o.keys.Load(key); ok {
+		return v.(*keyOpts)
 	}
-	v, _ := o.spanAttrs.LoadOrStore(key, trace.WithAttributes(attribute.String(AttrKey, key)))
-	return v.(trace.SpanStartOption)
+	v, _ := o.keys.LoadOrStore(key, &keyOpts{
+		start:   trace.WithAttributes(attribute.String(AttrKey, key)),
+		key:     o.attrSet(attrKey{kind: attrsKey, key: key}),
+		success: o.attrSet(attrKey{kind: attrsCall, key: key, a: "success"}),
+		failure: o.attrSet(attrKey{kind: attrsCall, key: key, a: "failure"}),
+	})
+	return v.(*keyOpts)
 }
 
 // OnStart claims the span CallContext started for the call; the span is
@@ -103,17 +117,18 @@ func isComparable(ctx context.Context) bool {
 }
 
 // take returns the span of the call finishing with ctx, which OnFinish
-// then ends, or nil when CallContext made none for it.
-func (o *Observer) take(ctx context.Context) trace.Span {
+// then ends, and its key's options, or nils when CallContext made no span
+// for it.
+func (o *Observer) take(ctx context.Context) (trace.Span, *keyOpts) {
 	st := o.state(ctx)
 	if st == nil || !isComparable(ctx) {
-		return nil
+		return nil, nil
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.ended || (st.owner != nil && st.owner != ctx) {
-		return nil
+		return nil, nil
 	}
 	st.owner, st.ended = ctx, true
-	return st.span
+	return st.span, st.opts
 }

@@ -117,9 +117,8 @@ type Observer struct {
 	breakerOpen        metric.Int64Gauge
 	policyReloads      metric.Int64Counter
 
-	// spanAttrs caches the start option setting recourse.key on a
-	// call's span, by key.
-	spanAttrs sync.Map // string → trace.SpanStartOption
+	// keys caches the options every call of a key uses, by key.
+	keys sync.Map // string → *keyOpts
 	// attrs caches the attribute sets of the metrics, by attrKey.
 	attrs sync.Map // attrKey → metric.MeasurementOption
 
@@ -248,27 +247,27 @@ func (o *Observer) OnFinish(ctx context.Context, tl *timeline.Timeline) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	span := o.take(ctx)
+	span, opts := o.take(ctx)
 	if span == nil {
+		opts = o.forKey(tl.Key)
 		// No CallContext for this call (the observer was called directly,
 		// or through a wrapper that does not forward it): the span is made
 		// now, from the timeline's start.
-		_, span = o.tracer.Start(ctx, tl.Key, spanKindInternal, trace.WithTimestamp(tl.Start), o.keyAttr(tl.Key))
+		_, span = o.tracer.Start(ctx, tl.Key, spanKindInternal, trace.WithTimestamp(tl.Start), opts.start)
 	}
 	if span.IsRecording() {
 		annotate(span, tl)
 	}
 	span.End(trace.WithTimestamp(tl.End))
 
-	outcome := "success"
+	outcome := opts.success
 	if tl.Err != nil {
-		outcome = "failure"
+		outcome = opts.failure
 	}
-	o.callDuration.Record(ctx, tl.Duration().Seconds(), o.attrSet(attrKey{kind: attrsCall, key: tl.Key, a: outcome}))
+	o.callDuration.Record(ctx, tl.Duration().Seconds(), outcome)
 	retries, hedges := counts(tl)
-	keyOnly := o.attrSet(attrKey{kind: attrsKey, key: tl.Key})
-	o.callRetries.Record(ctx, retries, keyOnly)
-	o.callHedges.Record(ctx, hedges, keyOnly)
+	o.callRetries.Record(ctx, retries, opts.key)
+	o.callHedges.Record(ctx, hedges, opts.key)
 }
 
 // failed reports whether a try failed: judged a failure by the classifier
