@@ -275,3 +275,41 @@ func TestSignalHungRedis(t *testing.T) {
 	waitFor(t, 2*time.Second, "released with Redis hung", func() bool { return !bs[1].Forced() })
 	t.Logf("released %v after Redis hung", time.Since(start))
 }
+
+// Calls keep running on 50 goroutines of a replica while the fleet holds
+// and releases its breaker over and over: no race, no panic, and once the
+// fleet recovers the replica's calls succeed.
+func TestSignalFlipsUnderLoad(t *testing.T) {
+	srv := startRedis(t)
+	rs := runReplicas(t, srv, 2, 20*time.Millisecond)
+	call := middleware.Breaker(rs[1].b)(func(context.Context, any) (any, error) { return "ok", nil })
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, _ = call(context.Background(), nil)
+				time.Sleep(time.Millisecond)
+			}
+		}()
+	}
+	for range 5 {
+		trip(t, rs[0].b)
+		waitFor(t, time.Second, "held", rs[1].b.Forced)
+		time.Sleep(30 * time.Millisecond) // past the cooldown: the next try probes
+		succeed(rs[0].b)
+		waitFor(t, time.Second, "released", func() bool { return !rs[1].b.Forced() })
+	}
+	close(stop)
+	wg.Wait()
+	if _, err := call(context.Background(), nil); err != nil {
+		t.Fatalf("call after the fleet recovered: %v", err)
+	}
+}
