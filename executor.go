@@ -412,7 +412,9 @@ func (e *Executor) sweep(keep string) {
 	e.stateMu.Lock()
 	defer e.stateMu.Unlock()
 	for _, k := range evicted {
-		delete(e.breakers, k)
+		if kb := e.breakers[k]; kb == nil || !kb.b.Forced() {
+			delete(e.breakers, k) // a breaker held open waits for its Reset
+		}
 		delete(e.trackers, k)
 		delete(e.limiters, k)
 	}

@@ -129,7 +129,8 @@ func WithFallbackPolicy(opts ...policy.Option) Option {
 // gets the call's final error once every try the policy allows has been
 // spent (or the call was refused: circuit open, bulkhead full, no policy)
 // and returns a value and a nil error to stand in for the call, or an
-// error to let it fail. For DoValue the value must be of the call's type
+// error to let it fail (the call's own value is then returned, as without
+// a fallback, and fn's value is dropped). For DoValue the value must be of the call's type
 // T (nil gives T's zero value); for Do it is dropped; for Endpoint and
 // Middleware it is the endpoint's response. The timeline keeps every
 // failed try and adds a record with reason "fallback" whose Err is the

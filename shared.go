@@ -11,6 +11,7 @@ import (
 	"github.com/recourse-go/recourse/endpoint"
 	"github.com/recourse-go/recourse/hedge"
 	"github.com/recourse-go/recourse/internal/clockx"
+	"github.com/recourse-go/recourse/internal/mwopt"
 	"github.com/recourse-go/recourse/internal/policyopt"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/policy"
@@ -171,8 +172,9 @@ func (missingBudget) Take(_ context.Context, t middleware.Try) middleware.Decisi
 func (e *Executor) breaker(key string, cp policy.CircuitPolicy) *keyBreaker {
 	e.stateMu.Lock()
 	defer e.stateMu.Unlock()
-	if kb, ok := e.breakers[key]; ok && kb.policy == cp {
-		return kb
+	old, ok := e.breakers[key]
+	if ok && old.policy == cp {
+		return old
 	}
 	cfg := policyopt.BreakerConfig.(func(string, policy.CircuitPolicy) middleware.BreakerConfig)(key, cp)
 	cfg.Clock = e.opts.Clock
@@ -188,6 +190,10 @@ func (e *Executor) breaker(key string, cp policy.CircuitPolicy) *keyBreaker {
 		}
 	}
 	kb.b = middleware.NewCircuitBreaker(cfg)
+	if ok && old.b.Forced() {
+		// An operator's ForceOpen outlives a change of circuit policy.
+		mwopt.StartForced.(func(*middleware.CircuitBreaker))(kb.b)
+	}
 	if e.breakers == nil {
 		e.breakers = make(map[string]*keyBreaker)
 	}
@@ -233,12 +239,24 @@ func (e *Executor) tracker(key string) *hedge.LatencyTracker {
 	return t
 }
 
-// Breaker returns key's circuit breaker, or nil if its policy has none (or
-// no call for it has been made yet, or it was evicted as idle).
+// Breaker returns key's circuit breaker, or nil if its policy has none. A
+// key not called yet (or evicted as idle) has its policy resolved and
+// compiled now, so that an operator can hold a dependency open
+// (ForceOpen) before its first call. A breaker held open by ForceOpen
+// survives the eviction of its idle key and a change of its circuit
+// policy (the new breaker starts held open): only Reset ends it.
 func (e *Executor) Breaker(key string) *middleware.CircuitBreaker {
 	if e == nil {
 		return nil
 	}
+	if b := e.knownBreaker(key); b != nil {
+		return b
+	}
+	e.lookup(context.Background(), key)
+	return e.knownBreaker(key)
+}
+
+func (e *Executor) knownBreaker(key string) *middleware.CircuitBreaker {
 	e.stateMu.Lock()
 	defer e.stateMu.Unlock()
 	if kb, ok := e.breakers[key]; ok {

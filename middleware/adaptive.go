@@ -19,7 +19,7 @@ type AdaptiveOption func(*AdaptiveLimit)
 func AdaptiveMinLimit(n int) AdaptiveOption { return func(l *AdaptiveLimit) { l.minLimit = n } }
 
 // AdaptiveMaxLimit sets the highest the limit may go (default 1000; below
-// the minimum is taken as the minimum).
+// the minimum is taken as the minimum, above 1<<30 as 1<<30).
 func AdaptiveMaxLimit(n int) AdaptiveOption { return func(l *AdaptiveLimit) { l.maxLimit = n } }
 
 // AdaptiveInitialLimit sets the limit to start from (default 20, clamped
@@ -136,6 +136,10 @@ type limitWaiter struct {
 	gone    bool          // gave up waiting (under mu)
 }
 
+// maxAdaptiveLimit is the largest limit an AdaptiveLimit takes: larger
+// options are clamped to it.
+const maxAdaptiveLimit = 1 << 30
+
 // NewAdaptiveLimit returns an adaptive limit configured by opts.
 func NewAdaptiveLimit(opts ...AdaptiveOption) *AdaptiveLimit {
 	l := &AdaptiveLimit{}
@@ -158,11 +162,13 @@ func (l *AdaptiveLimit) setUp() {
 	if l.minLimit == 0 {
 		l.minLimit = defaultAdaptiveMin
 	}
-	l.minLimit = max(l.minLimit, 1)
+	// Limits are kept as float64 and back: past maxAdaptiveLimit the
+	// conversion would overflow, and no process runs more tries at once.
+	l.minLimit = min(max(l.minLimit, 1), maxAdaptiveLimit)
 	if l.maxLimit == 0 {
 		l.maxLimit = defaultAdaptiveMax
 	}
-	l.maxLimit = max(l.maxLimit, l.minLimit)
+	l.maxLimit = min(max(l.maxLimit, l.minLimit), maxAdaptiveLimit)
 	if l.initial == 0 {
 		l.initial = defaultAdaptiveInitial
 	}

@@ -37,7 +37,8 @@ type BreakerConfig struct {
 	// random fraction of Cooldown up to CooldownJitter, so that the
 	// replicas of a fleet that opened together do not probe together. An
 	// open period then lasts between Cooldown and
-	// Cooldown×(1+CooldownJitter). Zero means exactly Cooldown.
+	// Cooldown×(1+CooldownJitter). Zero, negative and NaN mean exactly
+	// Cooldown; values above 1 are taken as 1.
 	CooldownJitter float64
 	// HalfOpenProbes is how many calls a half-open breaker admits; that
 	// many successes in a row close it (default 1).
@@ -61,9 +62,10 @@ type BreakerConfig struct {
 	// (default 1: every counted try in the window was slow). Used only
 	// with SlowCallDuration.
 	SlowCallRate float64
-	// Clock times tries for slow-call detection and the jittered part of
-	// open periods (default: the real clock). Cooldown itself is timed by
-	// gobreaker, which reads the real clock.
+	// Clock times tries for slow-call detection and, with CooldownJitter,
+	// whole open periods (default: the real clock): a breaker given a fake
+	// clock that never advances then stays open. Without CooldownJitter
+	// the cooldown is timed by gobreaker, which reads the real clock.
 	Clock clock.Clock
 	// OnStateChange is called on every transition, in order, outside the
 	// breaker's lock: on the goroutine of the breaker call (a try through
@@ -165,8 +167,9 @@ type lateFailure uint64
 func (lateFailure) Error() string { return "recourse: counted failure" }
 
 // NewCircuitBreaker returns a closed breaker configured by cfg. Zero or
-// negative fields take their defaults; ratios outside (0, 1] (or NaN) are
-// treated as unset.
+// negative fields take their defaults; FailureRatio and SlowCallRate
+// outside (0, 1] (or NaN) are treated as unset, CooldownJitter as its
+// field says.
 func NewCircuitBreaker(cfg BreakerConfig) *CircuitBreaker {
 	if cfg.ConsecutiveFailures <= 0 {
 		cfg.ConsecutiveFailures = 5
@@ -260,8 +263,12 @@ func (b *CircuitBreaker) newMachine() *machine {
 		}
 		m.word.Store(nw)
 		m.trip.Store(false)
-		if b.m.Load() != m {
-			return // replaced by Reset: nobody reads this machine any more
+		b.qmu.Lock()
+		defer b.qmu.Unlock()
+		if b.m.Load() != m || b.forced.Load() {
+			// Replaced by Reset, or held open by ForceOpen: what this
+			// machine does is nobody's business until Reset.
+			return
 		}
 		switch to {
 		case gobreaker.StateOpen:
@@ -271,7 +278,7 @@ func (b *CircuitBreaker) newMachine() *machine {
 				b.slow.reset()
 			}
 		}
-		b.enqueue(name, stateOf(from), stateOf(to))
+		b.enqueueLocked(stateOf(to))
 	}
 	m.cb = gobreaker.NewCircuitBreaker[struct{}](st)
 	if consecutive {
@@ -306,16 +313,21 @@ func (b *CircuitBreaker) held() bool {
 	return false
 }
 
-// enqueue queues a transition for delivery when someone listens.
-func (b *CircuitBreaker) enqueue(name string, from, to endpoint.BreakerState) {
+// enqueueLocked records a move to state to, from the state last reported,
+// and queues it for delivery when someone listens. b.qmu is held: every
+// transition is decided and queued under it, so the reported transitions
+// chain (each starts where the last ended) whatever runs concurrently.
+func (b *CircuitBreaker) enqueueLocked(to endpoint.BreakerState) {
+	from := endpoint.BreakerState(b.reported.Load())
+	if from == to {
+		return
+	}
 	b.reported.Store(uint32(to))
 	if b.cfg.OnStateChange == nil {
 		return
 	}
-	b.qmu.Lock()
-	b.queue = append(b.queue, transition{name: name, from: from, to: to})
+	b.queue = append(b.queue, transition{name: b.cfg.Name, from: from, to: to})
 	b.pending.Add(1)
-	b.qmu.Unlock()
 }
 
 // Config returns the breaker's configuration (defaults filled in).
@@ -324,6 +336,9 @@ func (b *CircuitBreaker) Config() BreakerConfig { return b.cfg }
 // State returns the breaker's current state. Reading it may move an open
 // breaker whose cooldown has passed to half-open (and report that).
 func (b *CircuitBreaker) State() endpoint.BreakerState {
+	if b == nil {
+		return endpoint.BreakerClosed
+	}
 	if b.held() {
 		return endpoint.BreakerOpen
 	}
@@ -336,17 +351,20 @@ func (b *CircuitBreaker) State() endpoint.BreakerState {
 // with ErrCircuitOpen, without probing, however long the cooldown, until
 // Reset. It is for operators isolating a dependency by hand, and for
 // fleet-wide signals. The transition (if the breaker was not open) is
-// reported to OnStateChange.
+// reported to OnStateChange; while forced, the state machine underneath
+// reports nothing (a probe admitted before ForceOpen that ends after it
+// does not close the breaker). On a nil breaker (Executor.Breaker's answer
+// for a key whose policy has none) ForceOpen and Reset do nothing and
+// State reports closed.
 func (b *CircuitBreaker) ForceOpen() {
-	if b.forced.Swap(true) {
+	if b == nil {
 		return
 	}
 	b.qmu.Lock()
-	from := endpoint.BreakerState(b.reported.Load())
-	b.qmu.Unlock()
-	if from != endpoint.BreakerOpen {
-		b.enqueue(b.cfg.Name, from, endpoint.BreakerOpen)
+	if !b.forced.Swap(true) {
+		b.enqueueLocked(endpoint.BreakerOpen)
 	}
+	b.qmu.Unlock()
 	b.flush()
 }
 
@@ -355,23 +373,31 @@ func (b *CircuitBreaker) ForceOpen() {
 // counted. The transition (if the breaker was not closed) is reported to
 // OnStateChange.
 func (b *CircuitBreaker) Reset() {
+	if b == nil {
+		return
+	}
+	m := b.newMachine()
 	b.qmu.Lock()
-	from := endpoint.BreakerState(b.reported.Load())
-	b.qmu.Unlock()
-	b.m.Store(b.newMachine())
+	b.m.Store(m)
 	if b.slow != nil {
 		b.slow.reset()
 	}
 	b.holdUntil.Store(0)
 	b.forced.Store(false)
-	if from != endpoint.BreakerClosed {
-		b.enqueue(b.cfg.Name, from, endpoint.BreakerClosed)
-	}
+	b.enqueueLocked(endpoint.BreakerClosed)
+	b.qmu.Unlock()
 	b.flush()
 }
 
+// startForced makes a new breaker, not yet used, start held open as by
+// ForceOpen, without reporting a transition.
+func startForced(b *CircuitBreaker) {
+	b.forced.Store(true)
+	b.reported.Store(uint32(endpoint.BreakerOpen))
+}
+
 // Forced reports whether ForceOpen holds the breaker open.
-func (b *CircuitBreaker) Forced() bool { return b.forced.Load() }
+func (b *CircuitBreaker) Forced() bool { return b != nil && b.forced.Load() }
 
 // flush delivers queued transitions to cfg.OnStateChange in order, on
 // this goroutine, outside gobreaker's lock. Only one goroutine delivers at

@@ -23,7 +23,7 @@ func BulkheadClock(c clock.Clock) BulkheadOption { return func(b *Bulkhead) { b.
 // has.
 //
 // Admitting and releasing allocate nothing when there is room. The zero
-// Bulkhead has no bound: it admits everything, like UnlimitedBudget.
+// Bulkhead has no bound: it admits every try whose context has not ended.
 type Bulkhead struct {
 	sem     chan struct{} // one element per try running; nil: no bound
 	maxWait time.Duration
@@ -77,11 +77,11 @@ func (b *Bulkhead) InFlight() int {
 // Acquire implements Limiter. Waiters are admitted in the order they
 // came; a try arriving while others wait queues behind them.
 func (b *Bulkhead) Acquire(ctx context.Context) (func(dropped bool), error) {
+	if ctx.Err() != nil {
+		return nil, errWaiting(ctx) // a done ctx is never admitted, bound or not
+	}
 	if b == nil || b.sem == nil {
 		return noRelease, nil
-	}
-	if ctx.Err() != nil {
-		return nil, errWaiting(ctx)
 	}
 	select {
 	case b.sem <- struct{}{}:

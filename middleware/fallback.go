@@ -37,7 +37,8 @@ type fallback struct {
 // a nil error; the timeline still holds every failed try, and one more
 // record with reason "fallback" whose Err is the error fn replaced, so
 // observers never lose it. When fn returns an error, the call returns that
-// error and the record has the fallback's verdict. A nil fn makes Fallback
+// error with the failed call's own response (fn's response is dropped),
+// and the record has the fallback's verdict. A nil fn makes Fallback
 // return next unchanged. A successful call never calls fn.
 func Fallback(fn FallbackFunc, opts ...FallbackOption) endpoint.Middleware {
 	f := &fallback{fn: fn}
@@ -55,7 +56,11 @@ func Fallback(fn FallbackFunc, opts ...FallbackOption) endpoint.Middleware {
 			if err == nil {
 				return resp, nil
 			}
-			return f.run(ctx, req, err)
+			fresp, ferr := f.run(ctx, req, err)
+			if ferr != nil {
+				return resp, ferr // the call fails as it would have, with fn's error
+			}
+			return fresp, nil
 		}
 	}
 }

@@ -107,3 +107,14 @@ func TestFallbackAnswersOpenCircuit(t *testing.T) {
 		t.Fatalf("open circuit: %v, %v", resp, err)
 	}
 }
+
+// A fallback that declines (returns an error) leaves the call's own
+// response in place: its own response is dropped.
+func TestFallbackDecliningKeepsTheCallsResponse(t *testing.T) {
+	ep := Fallback(func(_ context.Context, _ any, err error) (any, error) { return "fallback's", err })(
+		func(context.Context, any) (any, error) { return "partial", errFlaky })
+	resp, err := ep(context.Background(), nil)
+	if resp != "partial" || !errors.Is(err, errFlaky) {
+		t.Fatalf("%v, %v: want the call's own response and error", resp, err)
+	}
+}

@@ -9,6 +9,7 @@ func init() {
 	mwopt.RecoverClassifierPanics = recoverClassifierPanics
 	mwopt.RecoverFallbackPanics = recoverFallbackPanics
 	mwopt.BudgetName = budgetName
+	mwopt.StartForced = startForced
 	mwopt.WithPolicyID = withPolicyID
 	mwopt.WithAttributes = withAttributes
 }

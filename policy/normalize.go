@@ -83,7 +83,7 @@ const (
 //	circuit.min_requests           10        1          10000
 //	circuit.cooldown_jitter        0 (none)  0          1
 //	circuit.slow_call_duration     0 (off)   1ms        5m
-//	circuit.slow_call_rate         1         0.01       1
+//	circuit.slow_call_rate         1         0.01       1  (0 without slow_call_duration)
 //	bulkhead.max_concurrent        0 (off) † 1          100000
 //	bulkhead.max_wait              0         1µs        5m
 //	budget_cost                    1         1          1000

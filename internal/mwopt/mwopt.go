@@ -17,6 +17,10 @@ var (
 	// RecoverFallbackPanics is a func(key string) middleware.FallbackOption:
 	// a panicking fallback becomes a *middleware.PanicError naming key.
 	RecoverFallbackPanics any
+	// StartForced is a func(*middleware.CircuitBreaker): the new breaker
+	// starts held open as by ForceOpen, reporting no transition (it
+	// replaces one an operator held open).
+	StartForced any
 	// BudgetName is a func(name string) middleware.BudgetOption: the
 	// budget's name in observer events.
 	BudgetName any

@@ -14,6 +14,7 @@ func TestVariablesAreSet(t *testing.T) {
 	_, checks["RecoverBudgetPanics"] = mwopt.RecoverBudgetPanics.(func(string) middleware.BudgetOption)
 	_, checks["RecoverClassifierPanics"] = mwopt.RecoverClassifierPanics.(func(string) middleware.ClassifyOption)
 	_, checks["RecoverFallbackPanics"] = mwopt.RecoverFallbackPanics.(func(string) middleware.FallbackOption)
+	_, checks["StartForced"] = mwopt.StartForced.(func(*middleware.CircuitBreaker))
 	_, checks["BudgetName"] = mwopt.BudgetName.(func(string) middleware.BudgetOption)
 	_, checks["WithPolicyID"] = mwopt.WithPolicyID.(func(string) middleware.ObserveOption)
 	_, checks["WithAttributes"] = mwopt.WithAttributes.(func(map[string]string) middleware.ObserveOption)

@@ -136,7 +136,6 @@ func TestForceOpenFromHalfOpen(t *testing.T) {
 // A half-open probe admitted before ForceOpen that succeeds after it must
 // not close the forced breaker.
 func TestForceOpenNotUndoneByInFlightProbe(t *testing.T) {
-	t.Skip("DEFECT: a half-open probe admitted before ForceOpen that succeeds after it reports half_open->closed to OnStateChange while the breaker stays forced open; Reset then reports nothing")
 	l := &stateLog{}
 	b := middleware.NewCircuitBreaker(middleware.BreakerConfig{ConsecutiveFailures: 1, Cooldown: 20 * time.Millisecond, OnStateChange: l.on})
 	_ = call(through(b, func(context.Context) error { return errBoom }))
@@ -224,7 +223,6 @@ func TestForceOpenCallbackReentry(t *testing.T) {
 // ForceOpen/Reset and that trips on its own: transitions reach
 // OnStateChange in order, exactly once (an unbroken chain), under -race.
 func TestForceOpenResetStorm(t *testing.T) {
-	t.Skip("DEFECT: under a ForceOpen/Reset storm OnStateChange gets transitions out of order (open->closed twice in a row)")
 	l := &stateLog{}
 	b := middleware.NewCircuitBreaker(middleware.BreakerConfig{ConsecutiveFailures: 3, Cooldown: 10 * time.Millisecond, HalfOpenProbes: 2, OnStateChange: l.on})
 	var stop atomic.Bool
@@ -349,7 +347,6 @@ func TestExecutorBreakerAfterExplain(t *testing.T) {
 // Executor storm: 300 goroutines call a key while operators flip its
 // breaker; observers see an unbroken chain of transitions.
 func TestExecutorForceOpenStormObserverChain(t *testing.T) {
-	t.Skip("DEFECT: under a ForceOpen/Reset storm observers get OnBreakerState out of order (closed->open twice in a row)")
 	o := newObs()
 	const key = "adm.storm"
 	e := recourse.NewExecutor(recourse.WithObserver(o), recourse.WithPolicy(key, opts(fastRetry(2), breakerOpt(3, 10*time.Millisecond))...))
@@ -394,7 +391,6 @@ func TestExecutorForceOpenStormObserverChain(t *testing.T) {
 // README: `exec.Breaker(key).ForceOpen()`. Breaker returns nil for a key
 // with no breaker (or not yet called); the chained idiom must not crash.
 func TestNilBreakerMethodsDoNotPanic(t *testing.T) {
-	t.Skip("DEFECT: README idiom exec.Breaker(key).ForceOpen() panics (nil pointer) for a key not yet called or without a breaker")
 	e := recourse.NewExecutor()
 	b := e.Breaker("adm.never")
 	if b != nil {
@@ -420,7 +416,6 @@ func TestNilBreakerMethodsDoNotPanic(t *testing.T) {
 // Two operators (or an operator and a fleet signal) flipping one breaker at
 // once: OnStateChange must still get the transitions in order.
 func TestConcurrentForceOpenResetTransitionsInOrder(t *testing.T) {
-	t.Skip("DEFECT: concurrent ForceOpen/Reset deliver OnStateChange out of order (closed->open twice in a row) under -race")
 	for rep := 0; rep < 20; rep++ {
 		l := &stateLog{}
 		b := middleware.NewCircuitBreaker(middleware.BreakerConfig{Cooldown: time.Minute, OnStateChange: l.on})
