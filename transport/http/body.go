@@ -67,18 +67,29 @@ func (c *tryContext) Err() error {
 	return c.err
 }
 
+// valuesOf is a context with the values of parent only: never done, no
+// deadline, like context.WithoutCancel's, but held inside the try at no
+// allocation of its own. The try's cancelable context is built on it, so
+// context.Cause finds that context's cause, never parent's.
+type valuesOf struct{ parent context.Context }
+
+func (*valuesOf) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (*valuesOf) Done() <-chan struct{}       { return nil }
+func (*valuesOf) Err() error                  { return nil }
+func (v *valuesOf) Value(key any) any         { return v.parent.Value(key) }
+
 // try owns one try's tryContext.
 type try struct {
 	ctx    tryContext
+	values valuesOf // what ctx is built on
 	cancel context.CancelCauseFunc
 	stop   func() bool // unlinks ctx from the context it follows
 	timer  *time.Timer // the deadline, once detached
 }
 
 func newTry(parent context.Context) *try {
-	base, cancel := context.WithCancelCause(context.WithoutCancel(parent))
-	tr := &try{cancel: cancel}
-	tr.ctx.Context = base
+	tr := &try{values: valuesOf{parent}}
+	tr.ctx.Context, tr.cancel = context.WithCancelCause(&tr.values)
 	tr.ctx.deadline, tr.ctx.hasDeadline = parent.Deadline()
 	tr.stop = context.AfterFunc(parent, func() { tr.end(parent.Err(), causeOf(parent)) })
 	return tr
