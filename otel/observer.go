@@ -29,7 +29,7 @@ const (
 	AttrHedgeIndex  = "recourse.hedge_index"  // span event: 0 for the primary try, 1, 2, … for hedges
 	AttrBackoff     = "recourse.backoff"      // span event: seconds waited after the try
 	AttrOutcome     = "recourse.outcome"      // call duration: success|failure
-	AttrAttemptKind = "recourse.attempt.kind" // attempt duration: first|retry|hedge
+	AttrAttemptKind = "recourse.attempt.kind" // attempt duration: first|retry|hedge (|fallback: the call's fallback)
 	AttrReason      = "recourse.reason"       // attempt duration: the try's reason code
 	AttrBudget      = "recourse.budget"       // budget decisions: the budget's name
 	AttrAllowed     = "recourse.allowed"      // budget decisions: whether the try was let through
@@ -205,6 +205,8 @@ func NewObserver(opts ...Option) *Observer {
 func (o *Observer) OnAttempt(ctx context.Context, key string, rec timeline.AttemptRecord) {
 	kind := "retry"
 	switch {
+	case rec.Reason == timeline.ReasonFallback:
+		kind = "fallback" // not a try: the call's fallback (recourse.WithFallback)
 	case rec.HedgeIndex > 0:
 		kind = "hedge"
 	case rec.Attempt <= 1:
@@ -283,7 +285,13 @@ func failed(rec timeline.AttemptRecord) bool {
 // annotate sets the call's attributes, events and status on its span.
 func annotate(span trace.Span, tl *timeline.Timeline) {
 	attrs := make([]attribute.KeyValue, 0, 3)
-	attrs = append(attrs, attribute.Int(AttrAttempts, len(tl.Attempts)))
+	tries := len(tl.Attempts)
+	for _, a := range tl.Attempts {
+		if a.Reason == timeline.ReasonFallback {
+			tries-- // a fallback is not a try
+		}
+	}
+	attrs = append(attrs, attribute.Int(AttrAttempts, tries))
 	if tl.PolicyID != "" {
 		attrs = append(attrs, attribute.String(AttrPolicyID, tl.PolicyID))
 	}
@@ -339,7 +347,7 @@ func refused(a timeline.AttemptRecord) bool {
 func counts(tl *timeline.Timeline) (retries, hedges int64) {
 	for _, a := range tl.Attempts {
 		switch {
-		case refused(a):
+		case refused(a), a.Reason == timeline.ReasonFallback:
 		case a.HedgeIndex > 0:
 			hedges++
 		case a.Attempt > 1:

@@ -522,3 +522,28 @@ func wantSum(t *testing.T, m map[string]metricdata.Metrics, name, unit string, w
 	}
 	t.Errorf("%s: no data point with attributes %v; have %v", name, want, attrSets(mm))
 }
+
+// A fallback answers a failed call: the span counts the tries only, the
+// fallback's record is a "fallback" event and attempt kind, not a retry.
+func TestFallbackIsNotATry(t *testing.T) {
+	h := newHarness(t)
+	exec := recourse.NewExecutor(recourse.WithObserver(h.obs),
+		recourse.WithPolicy("pricing.Quote", policy.MaxAttempts(2), policy.Backoff(time.Millisecond, time.Millisecond, 1)),
+		recourse.WithFallback("pricing.Quote", func(context.Context, error) (any, error) { return 1, nil }))
+	if err := exec.Do(context.Background(), "pricing.Quote", failTimes(100)); err != nil {
+		t.Fatalf("err %v, want the fallback's answer", err)
+	}
+	s := h.span(t, "pricing.Quote")
+	wantAttr(t, "span", s.Attributes(), rotel.AttrAttempts, int64(2))
+	var fb bool
+	for _, ev := range s.Events() {
+		fb = fb || ev.Name == "fallback"
+	}
+	if !fb {
+		t.Errorf("no fallback event in %v", s.Events())
+	}
+	m := h.metrics(t)
+	wantHistCount(t, m, rotel.MetricCallRetries, "{retry}", map[string]any{rotel.AttrKey: "pricing.Quote"}, 1, 1)
+	wantHistCount(t, m, rotel.MetricAttemptDuration, "s",
+		map[string]any{rotel.AttrKey: "pricing.Quote", rotel.AttrAttemptKind: "fallback", rotel.AttrReason: "fallback"}, 1, -1)
+}
