@@ -125,11 +125,16 @@ func TestREADMESnippets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	self, err := os.ReadFile("readme_test.go")
-	if err != nil {
-		t.Fatal(err)
+	// Snippets of the nested modules are compiled by their own examples.
+	var all []byte
+	for _, f := range []string{"readme_test.go", "fleet/example_test.go", "otel/example_test.go"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, b...)
 	}
-	code := squeeze(string(self))
+	code := squeeze(string(all))
 	blocks := 0
 	for _, part := range strings.Split(string(readme), "```go\n")[1:] {
 		block, _, ok := strings.Cut(part, "```")
