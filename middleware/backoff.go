@@ -41,20 +41,36 @@ func (j JitterMode) String() string {
 // BackoffConfig is the shape of a retry schedule.
 type BackoffConfig struct {
 	// Initial is the delay before the first retry, before jitter. Zero
-	// makes every delay zero: retries follow one another without waiting.
+	// (or negative) makes every delay zero: retries follow one another
+	// without waiting.
 	Initial time.Duration
 	// Max caps each delay, before jitter (and the range of
-	// JitterDecorrelated); it should be at least Initial. Zero is not "no
-	// cap": every delay after the first is then zero, except under
-	// JitterDecorrelated, which zero leaves uncapped.
+	// JitterDecorrelated). Zero means the default cap, 250ms, or Initial
+	// if that is larger; a Max below Initial is raised to Initial.
 	Max time.Duration
 	// Multiplier is the factor each delay grows by over the one before,
-	// up to Max: 2 doubles it, 1 keeps it constant. Zero makes every
-	// delay after the first zero.
+	// up to Max: 2 doubles it, 1 keeps it constant. Zero (or anything
+	// below 1, or NaN) means the default, 2.
 	Multiplier float64
 	// Jitter selects how each delay is randomised. The zero value,
 	// JitterNone, waits the exact exponential delay.
 	Jitter JitterMode
+}
+
+// defaultMaxBackoff is the cap of a BackoffConfig whose Max is zero.
+const defaultMaxBackoff = 250 * time.Millisecond
+
+// withDefaults fills in the zero fields as BackoffConfig documents.
+func (c BackoffConfig) withDefaults() BackoffConfig {
+	c.Initial = max(c.Initial, 0)
+	if c.Max <= 0 {
+		c.Max = max(defaultMaxBackoff, c.Initial)
+	}
+	c.Max = max(c.Max, c.Initial)
+	if !(c.Multiplier >= 1) {
+		c.Multiplier = 2
+	}
+	return c
 }
 
 // schedule yields the delays of one call. The exponential part is

@@ -24,8 +24,10 @@ type RetryOption func(*retrier)
 // MaxAttempts bounds the number of attempts, the first included (≥ 1).
 func MaxAttempts(n int) RetryOption { return func(r *retrier) { r.maxAttempts = n } }
 
-// WithBackoff sets the schedule of delays between attempts.
-func WithBackoff(b BackoffConfig) RetryOption { return func(r *retrier) { r.backoff = b } }
+// WithBackoff sets the schedule of delays between attempts. Zero fields
+// take defaults as BackoffConfig says: BackoffConfig{Initial: 50 *
+// time.Millisecond} doubles from 50ms up to 250ms.
+func WithBackoff(b BackoffConfig) RetryOption { return func(r *retrier) { r.backoff = b.withDefaults() } }
 
 // RetryClock sets the clock backoff sleeps wait on (default clock.Real).
 func RetryClock(c clock.Clock) RetryOption { return func(r *retrier) { r.clock = clockx.Or(c) } }

@@ -212,3 +212,29 @@ func TestRetryFailerResponseComesBackWithNilError(t *testing.T) {
 type failed struct{ err error }
 
 func (f failed) Failed() error { return f.err }
+
+// Zero fields of a BackoffConfig take defaults: a schedule given only its
+// first delay doubles up to 250ms (it used to wait 50ms once, then never).
+func TestBackoffConfigZeroFieldsTakeDefaults(t *testing.T) {
+	for _, c := range []struct {
+		cfg  BackoffConfig
+		want []time.Duration
+	}{
+		{BackoffConfig{Initial: 50 * time.Millisecond}, []time.Duration{50, 100, 200, 250, 250}},
+		{BackoffConfig{Initial: 400 * time.Millisecond}, []time.Duration{400, 400, 400}},
+		{BackoffConfig{Initial: 10 * time.Millisecond, Max: 5 * time.Millisecond, Multiplier: 3}, []time.Duration{10, 10}},
+		{BackoffConfig{Initial: 10 * time.Millisecond, Multiplier: 0.5}, []time.Duration{10, 20, 40}},
+		{BackoffConfig{Multiplier: 1}, []time.Duration{0, 0, 0}},
+		{BackoffConfig{Initial: -time.Second}, []time.Duration{0, 0}},
+	} {
+		s := newSchedule(c.cfg.withDefaults())
+		for i, w := range c.want {
+			if c.want[0] != 0 || w != 0 {
+				w *= time.Millisecond
+			}
+			if got := s.next(); got != w {
+				t.Errorf("%+v: delay %d = %v, want %v", c.cfg, i+1, got, w)
+			}
+		}
+	}
+}
