@@ -27,7 +27,9 @@ func MaxAttempts(n int) RetryOption { return func(r *retrier) { r.maxAttempts = 
 // WithBackoff sets the schedule of delays between attempts. Zero fields
 // take defaults as BackoffConfig says: BackoffConfig{Initial: 50 *
 // time.Millisecond} doubles from 50ms up to 250ms.
-func WithBackoff(b BackoffConfig) RetryOption { return func(r *retrier) { r.backoff = b.withDefaults() } }
+func WithBackoff(b BackoffConfig) RetryOption {
+	return func(r *retrier) { r.backoff = b.withDefaults() }
+}
 
 // RetryClock sets the clock backoff sleeps wait on (default clock.Real).
 func RetryClock(c clock.Clock) RetryOption { return func(r *retrier) { r.clock = clockx.Or(c) } }
