@@ -133,11 +133,26 @@ func (c *Ctx) expire() {
 	if c.std != nil || c.err != nil {
 		return
 	}
-	if perr := c.parent.Err(); perr != nil {
+	if perr := c.parent.Err(); perr != nil && c.parentMayBeFirst(perr) {
 		c.endByParentLocked(perr)
 		return
 	}
 	c.err, c.errCause = context.DeadlineExceeded, c.cause
+}
+
+// parentMayBeFirst reports whether the parent's end (perr), noticed once
+// c's own deadline has passed too, may have come before that deadline. A
+// parent that ended on a deadline later than c's own ended after it (a
+// late timer, on a loaded machine, must not hand a try's own timeout to
+// the enclosing call's); one cancelled at an unknown time is taken to
+// have come first, so that a caller's cancellation never passes for a
+// timeout of the try's own.
+func (c *Ctx) parentMayBeFirst(perr error) bool {
+	if c.deadline.IsZero() || !errors.Is(perr, context.DeadlineExceeded) {
+		return true
+	}
+	pd, ok := c.parent.Deadline()
+	return !ok || !pd.After(c.deadline)
 }
 
 func (c *Ctx) endByParentLocked(perr error) {
@@ -190,14 +205,15 @@ func (c *Ctx) endLocked() (error, error) {
 		return c.err, c.errCause
 	}
 	own := !c.deadline.IsZero() && !time.Now().Before(c.deadline)
-	if perr := c.parent.Err(); perr != nil {
+	if perr := c.parent.Err(); perr != nil && (!own || c.parentMayBeFirst(perr)) {
 		// Both may have ended and the deadline's timer, which records
 		// which came first, has not run yet (it is late, or there is none
 		// because the parent could not end when c was made). The parent's
-		// end is taken: it cannot have come after c's deadline when the
-		// parent's own deadline is no later, and otherwise the time it
-		// came is unknown — and a try cut by its caller must never pass
-		// for a timeout of its own, which breakers would count.
+		// end is taken unless it came on a deadline later than c's own:
+		// it cannot have come after c's deadline when the parent's own
+		// deadline is no later, and a cancellation's time is unknown — and
+		// a try cut by its caller must never pass for a timeout of its
+		// own, which breakers would count.
 		c.endByParentLocked(perr)
 		return c.err, c.errCause
 	}
@@ -276,9 +292,11 @@ func (c *Ctx) Cancel() {
 	if c.err == nil {
 		// As for a standard context: a parent that has ended has ended c
 		// already; a deadline whose timer has not run yet has not.
-		if perr := c.parent.Err(); perr != nil {
+		own := !c.deadline.IsZero() && !time.Now().Before(c.deadline)
+		perr := c.parent.Err()
+		if perr != nil && (!own || c.parentMayBeFirst(perr)) {
 			c.endByParentLocked(perr)
-		} else if c.timer == nil && !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
+		} else if own && (c.timer == nil || perr != nil) {
 			c.err, c.errCause = context.DeadlineExceeded, c.cause
 		} else {
 			c.err, c.errCause = context.Canceled, context.Canceled

@@ -367,3 +367,52 @@ func TestRegressEarlierParentCancelWinsWhenLookedAtLate(t *testing.T) {
 		c.Cancel()
 	}
 }
+
+// On a loaded machine a try's deadline timer can run after the enclosing
+// call's (later) deadline has passed too. The try still expired on its
+// own: its cause is its own, whoever looks first and however late.
+func TestRegressLateTimerKeepsOwnCause(t *testing.T) {
+	errOwn := errors.New("own deadline")
+	for _, look := range []string{"expire", "Err", "Cause", "Cancel"} {
+		t.Run(look, func(t *testing.T) {
+			parent := WithTimeout(context.Background(), 20*time.Millisecond, nil)
+			defer parent.Cancel()
+			c := WithTimeout(parent, 5*time.Millisecond, errOwn)
+			if c.timer == nil {
+				t.Fatal("no timer under a parent that can end")
+			}
+			c.timer.Stop()                    // the timer is late…
+			time.Sleep(30 * time.Millisecond) // …past the parent's deadline too
+			switch look {
+			case "expire":
+				c.expire() // it runs at last
+			case "Err":
+				_ = c.Err()
+			case "Cause":
+				_ = context.Cause(c)
+			case "Cancel":
+				c.Cancel()
+			}
+			if err, cause := c.Err(), context.Cause(c); err != context.DeadlineExceeded || cause != errOwn {
+				t.Fatalf("Err %v Cause %v, want DeadlineExceeded / the try's own cause", err, cause)
+			}
+			if !c.ExpiredOwn() {
+				t.Fatal("ExpiredOwn = false for a try whose own, earlier deadline passed")
+			}
+		})
+	}
+}
+
+// A parent cancelled (at an unknown time) still wins over a late timer:
+// a caller's cancellation never passes for the try's own timeout.
+func TestRegressLateTimerParentCancelWins(t *testing.T) {
+	parent, cancel := context.WithCancel(context.Background())
+	c := WithTimeout(parent, 5*time.Millisecond, errors.New("own"))
+	c.timer.Stop()
+	time.Sleep(10 * time.Millisecond)
+	cancel()
+	c.expire()
+	if err := c.Err(); err != context.Canceled {
+		t.Fatalf("Err %v, want the caller's Canceled", err)
+	}
+}

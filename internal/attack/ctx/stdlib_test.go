@@ -173,6 +173,12 @@ func perAttemptShapes(d time.Duration) []pol {
 	var out []pol
 	for _, p := range shapes(d) {
 		if p.perAttempt > 0 && (p.overall == 0 || p.overall > p.perAttempt) {
+			if p.overall > 0 {
+				// Far enough past the try's deadline that timers running
+				// late on a loaded machine still fire in order: two standard
+				// contexts 5ms apart can be cancelled in either order then.
+				p.overall = 100 * p.perAttempt
+			}
 			out = append(out, p)
 		}
 	}
