@@ -144,12 +144,22 @@ func (r *retrier) run(ctx context.Context, req any, next endpoint.Endpoint) (any
 			return final(resp, err)
 		}
 		record.FromContext(ctx).SetBackoff(attempt, delay)
-		if serr := clockx.Sleep(ctx, r.clock, delay); serr != nil {
+		wait := delay
+		if wait < minSleep {
+			// "Retry now" (a server's Retry-After: 0): a timer and a wait
+			// on ctx (which arms a lazy deadline context) buy nothing.
+			wait = 0
+		}
+		if serr := clockx.Sleep(ctx, r.clock, wait); serr != nil {
 			tryctx.Discard(resp)
 			return nil, fmt.Errorf("%w (while waiting to retry after: %w)", serr, lastErr)
 		}
 	}
 }
+
+// minSleep is the shortest wait the retry loop sleeps for; shorter ones
+// (the 1ns a "retry now" pushback is carried as) go on at once.
+const minSleep = time.Microsecond
 
 // refused reports whether the attempt was refused before it reached the
 // dependency (a budget, an open breaker or a full bulkhead said no).
