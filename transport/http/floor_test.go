@@ -176,8 +176,11 @@ func TestImmediateRetriesReuseTheConnection(t *testing.T) {
 			t.Fatalf("call %d: %d %q", i, resp.StatusCode, body)
 		}
 	}
-	if n := conns.Load(); n != 1 {
-		t.Fatalf("50 retried calls opened %d connections; want 1", n)
+	// One when the machine is quiet. The drain before an immediate retry
+	// is bounded (5ms), so on a loaded machine a few bodies may miss it:
+	// a transport that does not drain at all opens one per call (50).
+	if n := conns.Load(); n > 3 {
+		t.Fatalf("50 retried calls opened %d connections; want 1 (≤ 3 on a loaded machine)", n)
 	}
 }
 
