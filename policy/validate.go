@@ -89,26 +89,13 @@ func Validate(p Policy) error {
 	v.nonNegative("circuit.consecutive_failures", int64(c.ConsecutiveFailures))
 	v.duration("circuit.cooldown", c.Cooldown)
 	v.nonNegative("circuit.half_open_probes", int64(c.HalfOpenProbes))
-	switch {
-	case math.IsNaN(c.FailureRatio):
-		v.fail("circuit.failure_ratio", "NaN", "must be in (0, 1]")
-	case c.FailureRatio < 0 || c.FailureRatio > 1:
-		v.fail("circuit.failure_ratio", fmtFloat(c.FailureRatio), "must be in (0, 1]")
-	}
+	v.unit("circuit.failure_ratio", c.FailureRatio, "must be in (0, 1]")
 	v.duration("circuit.window", c.Window)
 	v.nonNegative("circuit.min_requests", int64(c.MinRequests))
-	switch {
-	case math.IsNaN(c.CooldownJitter):
-		v.fail("circuit.cooldown_jitter", "NaN", "must be in [0, 1]")
-	case c.CooldownJitter < 0 || c.CooldownJitter > 1:
-		v.fail("circuit.cooldown_jitter", fmtFloat(c.CooldownJitter), "must be in [0, 1]")
-	}
+	v.unit("circuit.cooldown_jitter", c.CooldownJitter, "must be in [0, 1]")
 	v.duration("circuit.slow_call_duration", c.SlowCallDuration)
 	switch {
-	case math.IsNaN(c.SlowCallRate):
-		v.fail("circuit.slow_call_rate", "NaN", "must be in (0, 1]")
-	case c.SlowCallRate < 0 || c.SlowCallRate > 1:
-		v.fail("circuit.slow_call_rate", fmtFloat(c.SlowCallRate), "must be in (0, 1]")
+	case !v.unit("circuit.slow_call_rate", c.SlowCallRate, "must be in (0, 1]"):
 	case c.SlowCallRate > 0 && c.SlowCallDuration == 0:
 		v.fail("circuit.slow_call_rate", fmtFloat(c.SlowCallRate), "needs circuit.slow_call_duration")
 	}
@@ -132,6 +119,20 @@ type validator struct {
 
 func (v *validator) fail(field, value, reason string) {
 	v.errs = append(v.errs, &FieldError{Key: v.key, Field: field, Value: value, Reason: reason, budget: v.budget})
+}
+
+// unit fails a NaN x or one outside [0, 1] (0 is the unset value of every
+// such field), saying why; it reports whether x passed.
+func (v *validator) unit(field string, x float64, why string) bool {
+	switch {
+	case math.IsNaN(x):
+		v.fail(field, "NaN", why)
+	case x < 0 || x > 1:
+		v.fail(field, fmtFloat(x), why)
+	default:
+		return true
+	}
+	return false
 }
 
 func (v *validator) nonNegative(field string, n int64) {
