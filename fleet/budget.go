@@ -172,6 +172,7 @@ func (b *Budget) Take(ctx context.Context, t middleware.Try) middleware.Decision
 	if b.lease >= cost && now.Before(b.leaseEnd) {
 		b.lease -= cost
 		b.mu.Unlock()
+		b.charge(ctx, t)
 		return middleware.Decision{Allowed: true, Reason: reasonLeased}
 	}
 	// Lease more while decisions come faster than a lease lives.
@@ -217,6 +218,7 @@ func (b *Budget) Take(ctx context.Context, t middleware.Try) middleware.Decision
 			b.leaseEnd = time.Now().Add(b.cfg.leaseTTL)
 			b.mu.Unlock()
 		}
+		b.charge(ctx, t)
 		return middleware.Decision{Allowed: true, Reason: reasonAvailable}
 	case <-timer.C:
 		b.markDown()
@@ -233,6 +235,14 @@ func (b *Budget) RecordOutcome(t middleware.Try, success bool) {
 	if b != nil && b.outcomes != nil {
 		b.outcomes.RecordOutcome(t, success)
 	}
+}
+
+// charge tells the fallback of a retry or hedge the fleet allowed, as it
+// is told of every first try, so that when it takes over it does not
+// grant this replica's share of the window a second time. Its answer does
+// not matter: the fleet's decision stands.
+func (b *Budget) charge(ctx context.Context, t middleware.Try) {
+	_ = b.cfg.fallback.Take(ctx, t)
 }
 
 // fallback asks the fallback budget and marks its decision as such.
@@ -257,6 +267,12 @@ func (b *Budget) markDown() {
 // send the first tries it counted. Afterwards the fallback decides every
 // retry and hedge. Close is safe to call more than once and concurrently
 // with Take; it returns nil.
+//
+// Close waits for that last attempt at most closeWait (half a second). A
+// Redis that hangs can hold the goroutine longer, inside go-redis: until
+// the client's ReadTimeout (3s by default; never, with -1). Create the
+// client with ContextTimeoutEnabled, as for BreakerSignal, and go-redis
+// honours the budget's own deadlines, so the goroutine ends with Close.
 func (b *Budget) Close() error {
 	if b == nil {
 		return nil
@@ -267,9 +283,17 @@ func (b *Budget) Close() error {
 		return nil
 	}
 	close(b.quit)
-	<-b.done
+	t := time.NewTimer(closeWait)
+	defer t.Stop()
+	select {
+	case <-b.done:
+	case <-t.C: // Redis hangs and the client ignores deadlines: see above
+	}
 	return nil
 }
+
+// closeWait bounds how long Close waits for the last flush.
+const closeWait = 500 * time.Millisecond
 
 // start runs the worker unless it runs or the budget is closed.
 func (b *Budget) start() {

@@ -28,9 +28,12 @@ type Breakers interface {
 // say so. When a quorum of the replicas reporting a key say open, it holds
 // this replica's breaker for the key open (CircuitBreaker.ForceOpen), so
 // that a replica with little traffic does not have to discover the outage
-// alone; when the quorum goes, it releases it (Reset). Replicas whose own
-// breaker opened are never held: they probe the dependency half-open, as
-// usual, and their recovery ends the quorum.
+// alone; when the quorum goes, it releases it (Reset). An operator's
+// Reset of a held breaker lasts until the next poll, which holds it again
+// while the quorum stands (to keep a dependency closed against the fleet,
+// change its policy instead). Replicas whose own breaker opened are never
+// held: they probe the dependency half-open, as usual, and their recovery
+// ends the quorum.
 //
 // Register the signal as (part of) the executor's observer, so that a
 // local breaker that opens is published at once, and run it:
@@ -338,6 +341,17 @@ func (s *BreakerSignal) decide(key string, b *middleware.CircuitBreaker, live, o
 		s.held[key] = b
 		s.mu.Unlock()
 		b.ForceOpen()
+	case q && prev != nil && !prev.Forced():
+		// The hold was lifted (an operator's Reset) while the quorum
+		// stands: hold it again, unless the breaker has since opened by
+		// itself, which then probes on its own and is not held.
+		if b.State() == endpoint.BreakerClosed {
+			b.ForceOpen()
+		} else {
+			s.mu.Lock()
+			delete(s.held, key)
+			s.mu.Unlock()
+		}
 	case !q && prev != nil:
 		s.release(key, prev)
 	}
