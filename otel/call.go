@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -79,8 +78,8 @@ func (o *Observer) CallContext(ctx context.Context, key string, start time.Time)
 // keyOpts are the options every call of a key uses, made once per key.
 type keyOpts struct {
 	start            trace.SpanStartOption    // recourse.key on the call's span
-	key              metric.MeasurementOption // recourse.key alone
-	success, failure metric.MeasurementOption // recourse.key and recourse.outcome
+	key              *measure // recourse.key alone
+	success, failure *measure // recourse.key and recourse.outcome
 }
 
 // forKey returns key's options.

@@ -122,7 +122,7 @@ type Observer struct {
 	// attrs caches the attribute sets of the metrics, by attrKey.
 	attrs sync.Map // attrKey → metric.MeasurementOption
 
-	reloadOK, reloadErr metric.MeasurementOption
+	reloadOK, reloadErr *measure
 }
 
 var (
@@ -196,8 +196,8 @@ func NewObserver(opts ...Option) *Observer {
 		o.policyReloads, _ = fallback.Int64Counter(MetricPolicyReloads)
 	}
 
-	o.reloadOK = metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrResult, "ok")))
-	o.reloadErr = metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrResult, "error")))
+	o.reloadOK = newMeasure(metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrResult, "ok"))))
+	o.reloadErr = newMeasure(metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrResult, "error"))))
 	return o
 }
 
@@ -213,7 +213,7 @@ func (o *Observer) OnAttempt(ctx context.Context, key string, rec timeline.Attem
 		kind = "first"
 	}
 	attrs := o.attrSet(attrKey{kind: attrsAttempt, key: key, a: kind, b: rec.Reason})
-	o.attemptDuration.Record(ctx, rec.Duration().Seconds(), attrs)
+	o.attemptDuration.Record(ctx, rec.Duration().Seconds(), attrs.rec...)
 	if o.attemptSpans {
 		o.attemptSpan(ctx, key, rec)
 	}
@@ -266,10 +266,10 @@ func (o *Observer) OnFinish(ctx context.Context, tl *timeline.Timeline) {
 	if tl.Err != nil {
 		outcome = opts.failure
 	}
-	o.callDuration.Record(ctx, tl.Duration().Seconds(), outcome)
+	o.callDuration.Record(ctx, tl.Duration().Seconds(), outcome.rec...)
 	retries, hedges := counts(tl)
-	o.callRetries.Record(ctx, retries, opts.key)
-	o.callHedges.Record(ctx, hedges, opts.key)
+	o.callRetries.Record(ctx, retries, opts.key.rec...)
+	o.callHedges.Record(ctx, hedges, opts.key.rec...)
 }
 
 // failed reports whether a try failed: judged a failure by the classifier
@@ -363,7 +363,7 @@ func (o *Observer) OnBudgetDecision(ctx context.Context, ev timeline.BudgetDecis
 	if ev.Allowed {
 		allowed = "true"
 	}
-	o.budgetDecisions.Add(ctx, 1, o.attrSet(attrKey{kind: attrsBudget, key: ev.Key, a: ev.Budget, b: allowed}))
+	o.budgetDecisions.Add(ctx, 1, o.attrSet(attrKey{kind: attrsBudget, key: ev.Key, a: ev.Budget, b: allowed}).add...)
 }
 
 // OnHedge does nothing: a hedge is reported by its try (OnAttempt, and the
@@ -375,12 +375,12 @@ func (o *Observer) OnHedge(context.Context, timeline.HedgeEvent) {}
 func (o *Observer) OnBreakerState(ev timeline.BreakerStateChange) {
 	ctx := context.Background()
 	o.breakerTransitions.Add(ctx, 1,
-		o.attrSet(attrKey{kind: attrsBreaker, key: ev.Key, a: ev.From, b: ev.To}))
+		o.attrSet(attrKey{kind: attrsBreaker, key: ev.Key, a: ev.From, b: ev.To}).add...)
 	switch {
 	case ev.To == "open":
-		o.breakerOpen.Record(ctx, 1, o.attrSet(attrKey{kind: attrsKey, key: ev.Key}))
+		o.breakerOpen.Record(ctx, 1, o.attrSet(attrKey{kind: attrsKey, key: ev.Key}).rec...)
 	case ev.From == "open":
-		o.breakerOpen.Record(ctx, 0, o.attrSet(attrKey{kind: attrsKey, key: ev.Key}))
+		o.breakerOpen.Record(ctx, 0, o.attrSet(attrKey{kind: attrsKey, key: ev.Key}).rec...)
 	}
 }
 
@@ -390,7 +390,7 @@ func (o *Observer) OnPolicyReload(ev timeline.PolicyReload) {
 	if ev.Err != nil {
 		attrs = o.reloadErr
 	}
-	o.policyReloads.Add(context.Background(), 1, attrs)
+	o.policyReloads.Add(context.Background(), 1, attrs.add...)
 }
 
 // OnPolicyProblem does nothing: the problem is in the executor's
@@ -414,10 +414,23 @@ type attrKey struct {
 	a, b string
 }
 
+// measure is a cached attribute set as the options of a measurement,
+// kept in slices so that passing them (rec... or add...) allocates
+// nothing: a variadic argument built at the call would escape into the
+// instrument's interface method, once per measurement.
+type measure struct {
+	rec []metric.RecordOption
+	add []metric.AddOption
+}
+
+func newMeasure(o metric.MeasurementOption) *measure {
+	return &measure{rec: []metric.RecordOption{o}, add: []metric.AddOption{o}}
+}
+
 // attrSet returns the attribute set for k, built once.
-func (o *Observer) attrSet(k attrKey) metric.MeasurementOption {
+func (o *Observer) attrSet(k attrKey) *measure {
 	if v, ok := o.attrs.Load(k); ok {
-		return v.(metric.MeasurementOption)
+		return v.(*measure)
 	}
 	kv := []attribute.KeyValue{attribute.String(AttrKey, k.key)}
 	switch k.kind {
@@ -430,6 +443,6 @@ func (o *Observer) attrSet(k attrKey) metric.MeasurementOption {
 	case attrsBreaker:
 		kv = append(kv, attribute.String(AttrFrom, k.a), attribute.String(AttrTo, k.b))
 	}
-	v, _ := o.attrs.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(kv...)))
-	return v.(metric.MeasurementOption)
+	v, _ := o.attrs.LoadOrStore(k, newMeasure(metric.WithAttributeSet(attribute.NewSet(kv...))))
+	return v.(*measure)
 }
