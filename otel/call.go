@@ -77,9 +77,9 @@ func (o *Observer) CallContext(ctx context.Context, key string, start time.Time)
 
 // keyOpts are the options every call of a key uses, made once per key.
 type keyOpts struct {
-	start            trace.SpanStartOption    // recourse.key on the call's span
-	key              *measure // recourse.key alone
-	success, failure *measure // recourse.key and recourse.outcome
+	start            trace.SpanStartOption // recourse.key on the call's span
+	key              *measure              // recourse.key alone
+	success, failure *measure              // recourse.key and recourse.outcome
 }
 
 // forKey returns key's options.
