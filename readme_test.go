@@ -107,7 +107,7 @@ func readmeTimeline(ctx context.Context, exec *recourse.Executor, op func(contex
 	return err
 }
 
-var _ = []any{readmeQuickStart, readmeFileProvider, readmeBudgets, readmeHTTP, readmeGRPC, readmeTimeline}
+var _ = []any{readmeQuickStart, readmeFileProvider, readmeBudgets, readmeHTTP, readmeGRPC, readmeTimeline, readmeFallback}
 
 // squeeze drops all white space, so that layout differences between the
 // README and gofmt'd code do not matter.
