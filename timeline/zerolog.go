@@ -79,7 +79,9 @@ import (
 //	start        time    when the call started
 //	duration_ms  number  the whole call, backoffs included
 //	outcome      string  "success" or "failure" (the call returned an error)
-//	attempts     int     number of tries recorded, refused ones and hedges included
+//	attempts     int     number of records in the timeline: tries, refused ones
+//	                     and hedges included, and the "fallback" record when
+//	                     the key's fallback answered the call
 //	policy_id    string  the policy's identifier, when it has one
 //	error        string  the error the call returned, when it failed
 //	attributes   object  facts about policy resolution, string to string
