@@ -78,21 +78,47 @@ func (*valuesOf) Done() <-chan struct{}       { return nil }
 func (*valuesOf) Err() error                  { return nil }
 func (v *valuesOf) Value(key any) any         { return v.parent.Value(key) }
 
-// try owns one try's tryContext.
+// try owns one try's tryContext, and holds what the try needs beside it
+// (its request, its response and body, its status error), so that a try
+// costs one allocation of its own.
 type try struct {
 	ctx    tryContext
 	values valuesOf // what ctx is built on
 	cancel context.CancelCauseFunc
-	stop   func() bool // unlinks ctx from the context it follows
+	stop   func() bool // unlinks ctx from the context it follows; nil if it follows none
 	timer  *time.Timer // the deadline, once detached
+
+	req  http.Request // the try's shallow copy of the caller's request
+	resp response
+	body body
+	se   StatusError
 }
 
 func newTry(parent context.Context) *try {
 	tr := &try{values: valuesOf{parent}}
 	tr.ctx.Context, tr.cancel = context.WithCancelCause(&tr.values)
 	tr.ctx.deadline, tr.ctx.hasDeadline = parent.Deadline()
-	tr.stop = context.AfterFunc(parent, func() { tr.end(parent.Err(), causeOf(parent)) })
+	tr.follow(parent)
 	return tr
+}
+
+// follow makes the try end when parent ends. A parent that can never end
+// (no Done channel) is not followed: there is nothing to unlink later.
+func (tr *try) follow(parent context.Context) {
+	if parent.Done() == nil {
+		tr.stop = nil
+		return
+	}
+	tr.stop = context.AfterFunc(parent, func() { tr.end(parent.Err(), causeOf(parent)) })
+}
+
+// unlink stops following the followed context and reports whether the try
+// was still running (its context had not ended).
+func (tr *try) unlink() bool {
+	if tr.stop != nil {
+		return tr.stop()
+	}
+	return !tr.ctx.ended.Load()
 }
 
 // end ends the try's context with err and cause, unless it has ended.
@@ -108,10 +134,10 @@ func (tr *try) end(err, cause error) {
 // is cancelled when a failed try returns even if its response is handed
 // to the caller. A try whose context already ended stays cancelled.
 func (tr *try) detach(caller context.Context) {
-	if !tr.stop() {
+	if !tr.unlink() {
 		return
 	}
-	tr.stop = context.AfterFunc(caller, func() { tr.end(caller.Err(), causeOf(caller)) })
+	tr.follow(caller)
 	if tr.ctx.hasDeadline {
 		tr.timer = time.AfterFunc(time.Until(tr.ctx.deadline), func() {
 			tr.end(context.DeadlineExceeded, context.DeadlineExceeded)
@@ -121,7 +147,7 @@ func (tr *try) detach(caller context.Context) {
 
 // release ends the try's context and frees what follows it.
 func (tr *try) release() {
-	tr.stop()
+	tr.unlink()
 	if tr.timer != nil {
 		tr.timer.Stop()
 	}
@@ -142,23 +168,21 @@ type response struct {
 // without a body keeps http.NoBody and releases tr at once; a 101
 // Switching Protocols keeps a writable body.
 func newResponse(hr *http.Response, tr *try) *response {
+	r := &tr.resp
+	r.Response = hr
 	if hr.Body == http.NoBody {
 		tr.release()
-		return &response{Response: hr}
+		return r
 	}
-	rb := &struct { // one allocation for both
-		r response
-		b body
-	}{}
-	b := &rb.b
+	b := &tr.body
 	b.rc, b.try, b.length = hr.Body, tr, hr.ContentLength
 	if rwc, ok := hr.Body.(io.ReadWriteCloser); ok && hr.StatusCode == http.StatusSwitchingProtocols {
 		hr.Body = &upgradeBody{body: b, rwc: rwc}
 	} else {
 		hr.Body = b
 	}
-	rb.r.Response, rb.r.body = hr, b
-	return &rb.r
+	r.body = b
+	return r
 }
 
 // Discard drains a little of the body, so the connection can be reused,

@@ -283,7 +283,8 @@ func (t *Transport) attempt(ctx context.Context, request any) (any, error) {
 	// A shallow copy: a RoundTripper may not modify the request, so the
 	// tries share the caller's header, URL and trailer; each has its own
 	// context and, below, its own body.
-	out := c.req.WithContext(&tr.ctx)
+	out := &tr.req
+	*out = *c.req.WithContext(&tr.ctx) // inlined: the copy WithContext makes stays on the stack
 	switch c.mode {
 	case bodyGetBody:
 		b, err := c.req.GetBody()
@@ -335,7 +336,8 @@ func (t *Transport) attempt(ctx context.Context, request any) (any, error) {
 	// a final failed status goes back to the caller with its body unread.
 	tr.detach(c.req.Context())
 	r := newResponse(hr, tr)
-	se := &StatusError{Code: hr.StatusCode, Status: hr.Status}
+	se := &tr.se
+	se.Code, se.Status = hr.StatusCode, hr.Status
 	now := false // the server asks for the next try at once
 	if d, ok := ParseRetryAfter(hr.Header.Get("Retry-After"), t.clock.Now()); ok {
 		se.After = d
