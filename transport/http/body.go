@@ -95,11 +95,17 @@ type try struct {
 }
 
 func newTry(parent context.Context) *try {
-	tr := &try{values: valuesOf{parent}}
+	tr := new(try)
+	tr.start(parent)
+	return tr
+}
+
+// start sets up a zero try under parent.
+func (tr *try) start(parent context.Context) {
+	tr.values.parent = parent
 	tr.ctx.Context, tr.cancel = context.WithCancelCause(&tr.values)
 	tr.ctx.deadline, tr.ctx.hasDeadline = parent.Deadline()
 	tr.follow(parent)
-	return tr
 }
 
 // follow makes the try end when parent ends. A parent that can never end
@@ -202,7 +208,8 @@ func (r *response) drain(within time.Duration) {
 	}
 	if r.StatusCode != http.StatusSwitchingProtocols && r.ContentLength <= maxDrain {
 		cut := time.AfterFunc(within, func() { b.try.end(context.Canceled, errDiscarded) })
-		_, _ = io.CopyN(io.Discard, b, maxDrain+1)
+		b.drained = io.LimitedReader{R: b, N: maxDrain + 1} // held here: io.CopyN would allocate one
+		_, _ = io.Copy(io.Discard, &b.drained)
 		cut.Stop()
 	}
 	_ = b.Close()
@@ -248,6 +255,8 @@ type body struct {
 	length int64 // the response's ContentLength; -1 if unknown
 
 	ahead *ahead // set by peek
+
+	drained io.LimitedReader // what drain reads the body through
 
 	mu      sync.Mutex
 	cancels []context.CancelFunc

@@ -153,6 +153,20 @@ type call struct {
 	buf    *replayBuffer
 	closed sync.Once
 	prev   atomic.Pointer[response] // the last retryable failed response, until a try releases it
+
+	first      try         // the first try's, allocated with the call
+	firstTaken atomic.Bool // first went to a try
+}
+
+// newTry returns a try under parent: the call's own for the first try,
+// a new one for the others.
+func (c *call) newTry(parent context.Context) *try {
+	if !c.firstTaken.Load() && c.firstTaken.CompareAndSwap(false, true) {
+		tr := &c.first
+		tr.start(parent)
+		return tr
+	}
+	return newTry(parent)
 }
 
 // closeBody closes the caller's request body, once.
@@ -279,7 +293,7 @@ func (t *Transport) attempt(ctx context.Context, request any) (any, error) {
 	if p := c.prev.Swap(nil); p != nil {
 		p.release(ctx) // its connection back in the pool for this try
 	}
-	tr := newTry(ctx)
+	tr := c.newTry(ctx)
 	// A shallow copy: a RoundTripper may not modify the request, so the
 	// tries share the caller's header, URL and trailer; each has its own
 	// context and, below, its own body.
