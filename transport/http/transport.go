@@ -353,7 +353,7 @@ func (t *Transport) attempt(ctx context.Context, request any) (any, error) {
 	se := &tr.se
 	se.Code, se.Status = hr.StatusCode, hr.Status
 	now := false // the server asks for the next try at once
-	if d, ok := ParseRetryAfter(hr.Header.Get("Retry-After"), t.clock.Now()); ok {
+	if d, ok := t.retryAfter(hr.Header); ok {
 		se.After = d
 		if d == 0 {
 			se.After = time.Nanosecond // "retry now" still overrides the backoff
@@ -372,4 +372,18 @@ func (t *Transport) attempt(ctx context.Context, request any) (any, error) {
 		return r, se
 	}
 	return r, middleware.Permanent(se)
+}
+
+// retryAfter reads a response's Retry-After header; the clock is read only
+// for an HTTP date.
+func (t *Transport) retryAfter(h http.Header) (time.Duration, bool) {
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0, false
+	}
+	var now time.Time
+	if c := v[0]; c < '0' || c > '9' {
+		now = t.clock.Now()
+	}
+	return ParseRetryAfter(v, now)
 }
