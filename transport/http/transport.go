@@ -293,12 +293,24 @@ func (t *Transport) attempt(ctx context.Context, request any) (any, error) {
 	if p := c.prev.Swap(nil); p != nil {
 		p.release(ctx) // its connection back in the pool for this try
 	}
-	tr := c.newTry(ctx)
 	// A shallow copy: a RoundTripper may not modify the request, so the
 	// tries share the caller's header, URL and trailer; each has its own
 	// context and, below, its own body.
-	out := &tr.req
-	*out = *c.req.WithContext(&tr.ctx) // inlined: the copy WithContext makes stays on the stack
+	var (
+		tr  *try
+		out *http.Request
+	)
+	if c.mode == bodyBuffer {
+		// The replay buffer must not live as long as the response, whose
+		// body holds its try: that try and its request (whose GetBody
+		// holds the buffer) are allocated apart from the call.
+		tr = newTry(ctx)
+		out = c.req.WithContext(&tr.ctx)
+	} else {
+		tr = c.newTry(ctx)
+		out = &tr.req
+		*out = *c.req.WithContext(&tr.ctx) // inlined: the copy WithContext makes stays on the stack
+	}
 	switch c.mode {
 	case bodyGetBody:
 		b, err := c.req.GetBody()
