@@ -207,10 +207,10 @@ func (r *response) drain(within time.Duration) {
 		return
 	}
 	if r.StatusCode != http.StatusSwitchingProtocols && r.ContentLength <= maxDrain {
-		cut := time.AfterFunc(within, func() { b.try.end(context.Canceled, errDiscarded) })
+		cut := startCut(b.try, within)
 		b.drained = io.LimitedReader{R: b, N: maxDrain + 1} // held here: io.CopyN would allocate one
 		_, _ = io.Copy(io.Discard, &b.drained)
-		cut.Stop()
+		cut.stop()
 	}
 	_ = b.Close()
 }
@@ -483,4 +483,42 @@ func (b *replayBuffer) fill() {
 
 func (b *replayBuffer) tooLarge() error {
 	return fmt.Errorf("%w (more than %d bytes; set Request.GetBody or raise MaxReplayBody)", ErrBodyTooLarge, b.limit)
+}
+
+// cutter ends the try it is given when its timer fires: the bound of a
+// drain. Cutters whose timer was stopped in time are reused, so that a
+// drain allocates no timer of its own.
+type cutter struct {
+	timer  *time.Timer
+	target atomic.Pointer[try]
+}
+
+var cutters = sync.Pool{New: func() any {
+	c := new(cutter)
+	c.timer = time.AfterFunc(time.Hour, c.fire)
+	c.timer.Stop()
+	return c
+}}
+
+// startCut ends tr after within, unless stopped before.
+func startCut(tr *try, within time.Duration) *cutter {
+	c := cutters.Get().(*cutter)
+	c.target.Store(tr)
+	c.timer.Reset(within)
+	return c
+}
+
+func (c *cutter) fire() {
+	if tr := c.target.Swap(nil); tr != nil {
+		tr.end(context.Canceled, errDiscarded)
+	}
+}
+
+// stop disarms c. A cutter whose timer has fired (or is firing) is
+// dropped: its fire may still be running.
+func (c *cutter) stop() {
+	if c.timer.Stop() {
+		c.target.Store(nil)
+		cutters.Put(c)
+	}
 }

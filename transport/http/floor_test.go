@@ -2,6 +2,7 @@ package rhttp
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -277,5 +278,63 @@ func TestRegressHedgesReleasingEarlierFailures(t *testing.T) {
 	}
 	if n := active.Load(); n != 0 {
 		t.Fatalf("%d handlers still running", n)
+	}
+}
+
+// stallBody is a response body that sends nothing until its request's
+// context ends, like a server that stalls mid-body.
+type stallBody struct {
+	ctx   context.Context
+	cause atomic.Value
+}
+
+func (b *stallBody) Read([]byte) (int, error) {
+	<-b.ctx.Done()
+	b.cause.Store(context.Cause(b.ctx))
+	return 0, b.ctx.Err()
+}
+
+func (b *stallBody) Close() error { return nil }
+
+// A dropped response whose body stalls is cut (its try's context ended
+// with errDiscarded) after a short wait, and the retry goes on; calls
+// after a cut still cut (the drain's timer is not reused once it fired).
+func TestStalledDroppedBodyIsCut(t *testing.T) {
+	var n atomic.Int32
+	var mu sync.Mutex
+	var stalled []*stallBody
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if n.Add(1)%2 == 1 {
+			b := &stallBody{ctx: r.Context()}
+			mu.Lock()
+			stalled = append(stalled, b)
+			mu.Unlock()
+			return &http.Response{StatusCode: http.StatusServiceUnavailable, Header: http.Header{"Retry-After": {"0"}},
+				Body: b, ContentLength: 10, Request: r}, nil
+		}
+		return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("ok")), ContentLength: 2, Request: r}, nil
+	})
+	c := &http.Client{Transport: NewTransport(recourse.NewExecutor(recourse.WithPolicy("k", policy.MaxAttempts(2))), "k", base)}
+	for i := 0; i < 4; i++ {
+		start := time.Now()
+		resp, err := c.Get("http://example.test/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || string(b) != "ok" {
+			t.Fatalf("call %d: status %d, body %q", i, resp.StatusCode, b)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("call %d took %v: the stalled body was not cut", i, d)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, b := range stalled {
+		if got, _ := b.cause.Load().(error); got != errDiscarded {
+			t.Errorf("stalled body %d: its context ended with %v, want %v", i, got, errDiscarded)
+		}
 	}
 }
