@@ -140,6 +140,14 @@ func (tr *try) end(err, cause error) {
 // is cancelled when a failed try returns even if its response is handed
 // to the caller. A try whose context already ended stays cancelled.
 func (tr *try) detach(caller context.Context) {
+	if parent := tr.values.parent; parent.Done() == caller.Done() {
+		// The chain added no cancellation of its own (only values): the
+		// context followed ends exactly when caller does, and the chain
+		// cannot end it earlier.
+		if d, ok := caller.Deadline(); ok == tr.ctx.hasDeadline && d.Equal(tr.ctx.deadline) {
+			return
+		}
+	}
 	if !tr.unlink() {
 		return
 	}

@@ -46,7 +46,9 @@ func (m *memBase) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-func benchGet(b *testing.B, first int) {
+func benchGet(b *testing.B, first int) { benchGetCtx(b, context.Background(), first) }
+
+func benchGetCtx(b *testing.B, ctx context.Context, first int) {
 	base := &memBase{first: first, seen: map[string]bool{}}
 	c := &http.Client{Transport: NewTransport(recourse.NewExecutor(recourse.WithPolicy("k", policy.MaxAttempts(2))), "k", base)}
 	urls := make([]string, b.N)
@@ -57,7 +59,7 @@ func benchGet(b *testing.B, first int) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		req, _ := http.NewRequest(http.MethodGet, urls[i], nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, urls[i], nil)
 		resp, err := c.Do(req)
 		if err != nil {
 			b.Fatal(err)
@@ -84,6 +86,20 @@ func itoa(i int) string {
 
 func BenchmarkMemorySuccess(b *testing.B) { benchGet(b, 0) }
 func BenchmarkMemoryRetry(b *testing.B)   { benchGet(b, http.StatusServiceUnavailable) }
+
+// The same under a caller's context that can be cancelled, as a server
+// handler's is.
+func BenchmarkMemorySuccessCancellable(b *testing.B) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	benchGetCtx(b, ctx, 0)
+}
+
+func BenchmarkMemoryRetryCancellable(b *testing.B) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	benchGetCtx(b, ctx, http.StatusServiceUnavailable)
+}
 
 // Each try is a shallow copy of the caller's request: a request of its
 // own (own context, own body, replayed whole) whose header and URL are
@@ -336,5 +352,49 @@ func TestStalledDroppedBodyIsCut(t *testing.T) {
 		if got, _ := b.cause.Load().(error); got != errDiscarded {
 			t.Errorf("stalled body %d: its context ended with %v, want %v", i, got, errDiscarded)
 		}
+	}
+}
+
+// A final failed response under a caller's cancellable context, with no
+// cancellation of the chain's own: its body stays readable after
+// RoundTrip returns, and ends when the caller's context does.
+func TestFinalFailedBodyFollowsTheCaller(t *testing.T) {
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: http.StatusNotFound, Header: http.Header{},
+			Body: &stallBody{ctx: r.Context()}, ContentLength: -1, Request: r}, nil
+	})
+	c := &http.Client{Transport: NewTransport(recourse.NewExecutor(recourse.WithPolicy("k", policy.MaxAttempts(3))), "k", base)}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://example.test/", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	cause := fmt.Errorf("caller gone")
+	read := make(chan error, 1)
+	go func() {
+		_, err := resp.Body.Read(make([]byte, 1))
+		read <- err
+	}()
+	select {
+	case err := <-read:
+		t.Fatalf("the body ended before the caller's context did: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	cancel(cause)
+	select {
+	case err := <-read:
+		if err != context.Canceled {
+			t.Fatalf("read: %v, want context.Canceled", err)
+		}
+		if got := resp.Body.(*body).rc.(*stallBody).cause.Load(); got != cause {
+			t.Fatalf("the try's context ended with cause %v, want the caller's %v", got, cause)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the body did not end with the caller's context")
 	}
 }
