@@ -54,6 +54,7 @@ type tryContext struct {
 	hasDeadline     bool
 	ended           atomic.Bool // err is set, or being set just before the cancel
 	err             error       // written once, before the cancel, which orders it before Err's read
+	native          bool        // Context is a child of the chain's context: its Err is the one
 }
 
 // Deadline returns the deadline of the chain's context.
@@ -61,6 +62,9 @@ func (c *tryContext) Deadline() (time.Time, bool) { return c.deadline, c.hasDead
 
 // Err returns why the context ended, or nil.
 func (c *tryContext) Err() error {
+	if c.native {
+		return c.Context.Err()
+	}
 	if c.Context.Err() == nil {
 		return nil
 	}
@@ -94,18 +98,34 @@ type try struct {
 	se   StatusError
 }
 
-func newTry(parent context.Context) *try {
+func newTry(parent, caller context.Context) *try {
 	tr := new(try)
-	tr.start(parent)
+	tr.start(parent, caller)
 	return tr
 }
 
-// start sets up a zero try under parent.
-func (tr *try) start(parent context.Context) {
+// start sets up a zero try under parent, the chain's context, for a
+// request whose own context is caller. When the chain added no
+// cancellation to caller's (the same Done channel and deadline), the try
+// is never detached from parent: its context is then a plain child of
+// parent, which the context package cancels with parent, at once and at
+// no cost of its own.
+func (tr *try) start(parent, caller context.Context) {
 	tr.values.parent = parent
-	tr.ctx.Context, tr.cancel = context.WithCancelCause(&tr.values)
 	tr.ctx.deadline, tr.ctx.hasDeadline = parent.Deadline()
+	if done := parent.Done(); done != nil && done == caller.Done() && tr.sameDeadline(caller) {
+		tr.ctx.native = true
+		tr.ctx.Context, tr.cancel = context.WithCancelCause(parent)
+		return
+	}
+	tr.ctx.Context, tr.cancel = context.WithCancelCause(&tr.values)
 	tr.follow(parent)
+}
+
+// sameDeadline reports whether ctx has the try's deadline.
+func (tr *try) sameDeadline(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok == tr.ctx.hasDeadline && d.Equal(tr.ctx.deadline)
 }
 
 // follow makes the try end when parent ends. A parent that can never end
@@ -140,13 +160,11 @@ func (tr *try) end(err, cause error) {
 // is cancelled when a failed try returns even if its response is handed
 // to the caller. A try whose context already ended stays cancelled.
 func (tr *try) detach(caller context.Context) {
-	if parent := tr.values.parent; parent.Done() == caller.Done() {
+	if tr.ctx.native || (tr.values.parent.Done() == caller.Done() && tr.sameDeadline(caller)) {
 		// The chain added no cancellation of its own (only values): the
 		// context followed ends exactly when caller does, and the chain
 		// cannot end it earlier.
-		if d, ok := caller.Deadline(); ok == tr.ctx.hasDeadline && d.Equal(tr.ctx.deadline) {
-			return
-		}
+		return
 	}
 	if !tr.unlink() {
 		return

@@ -163,10 +163,10 @@ type call struct {
 func (c *call) newTry(parent context.Context) *try {
 	if !c.firstTaken.Load() && c.firstTaken.CompareAndSwap(false, true) {
 		tr := &c.first
-		tr.start(parent)
+		tr.start(parent, c.req.Context())
 		return tr
 	}
-	return newTry(parent)
+	return newTry(parent, c.req.Context())
 }
 
 // closeBody closes the caller's request body, once.
@@ -304,7 +304,7 @@ func (t *Transport) attempt(ctx context.Context, request any) (any, error) {
 		// The replay buffer must not live as long as the response, whose
 		// body holds its try: that try and its request (whose GetBody
 		// holds the buffer) are allocated apart from the call.
-		tr = newTry(ctx)
+		tr = newTry(ctx, c.req.Context())
 		out = c.req.WithContext(&tr.ctx)
 	} else {
 		tr = c.newTry(ctx)
