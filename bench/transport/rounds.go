@@ -267,12 +267,8 @@ func WriteText(w io.Writer, rows []Row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "scenario\tclient\tper call\toverhead (median [q1, q3])\tallocs Δ\tnew conns/call\thandlers left\tnote")
 	for _, r := range rows {
-		over := "floor"
-		if !r.Floor {
-			over = fmt.Sprintf("%s [%s, %s]", dur(r.Over[1]), dur(r.Over[0]), dur(r.Over[2]))
-		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%+.1f\t%.2f\t%.2f\t%s\n",
-			r.Scenario, r.Client, dur(r.NS), over, r.AllocsOver, r.Conns, r.Left, r.Note)
+			r.Scenario, r.Client, dur(r.NS), r.overhead(), r.AllocsOver, r.Conns, r.Left, r.Note)
 	}
 	tw.Flush()
 }
@@ -282,11 +278,16 @@ func WriteMarkdown(w io.Writer, rows []Row) {
 	fmt.Fprintln(w, "| scenario | client | per call | overhead, median [q1, q3] | allocs Δ | new conns/call | handlers left | note |")
 	fmt.Fprintln(w, "| --- | --- | ---: | --- | ---: | ---: | ---: | --- |")
 	for _, r := range rows {
-		over := "floor"
-		if !r.Floor {
-			over = fmt.Sprintf("%s [%s, %s]", dur(r.Over[1]), dur(r.Over[0]), dur(r.Over[2]))
-		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %+.1f | %.2f | %.2f | %s |\n",
-			r.Scenario, r.Client, dur(r.NS), over, r.AllocsOver, r.Conns, r.Left, r.Note)
+			r.Scenario, r.Client, dur(r.NS), r.overhead(), r.AllocsOver, r.Conns, r.Left, r.Note)
 	}
+}
+
+// overhead renders a row's overhead over the floor: "median [q1, q3]", or
+// "floor" for the floor itself.
+func (r Row) overhead() string {
+	if r.Floor {
+		return "floor"
+	}
+	return fmt.Sprintf("%s [%s, %s]", dur(r.Over[1]), dur(r.Over[0]), dur(r.Over[2]))
 }
