@@ -3,6 +3,7 @@ package rgrpc
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -31,7 +32,9 @@ func ShedKey(f func(fullMethod string) string) ServerOption {
 // ShedPushback sets the delay a shed call is told to wait before trying
 // again, sent in the grpc-retry-pushback-ms trailer (default 1s; 0 or
 // less sends no trailer, and then a client following gRPC's retry design
-// does not retry the RESOURCE_EXHAUSTED at all).
+// does not retry the RESOURCE_EXHAUSTED at all). Each shed call is told a
+// delay drawn uniformly from [d, 1.25 d], so that clients shed together do
+// not all come back together.
 func ShedPushback(d time.Duration) ServerOption {
 	return func(s *Shedder) { s.pushback = d }
 }
@@ -58,7 +61,7 @@ type Shedder struct {
 	limiters func(key string) middleware.Limiter
 	key      func(string) string
 	pushback time.Duration
-	trailer  metadata.MD // made once; never modified
+	pushMs   int64 // the pushback in whole milliseconds; 0: no trailer
 	onShed   func(context.Context, string, string, error)
 }
 
@@ -74,8 +77,7 @@ func NewShedder(limiters func(key string) middleware.Limiter, opts ...ServerOpti
 		}
 	}
 	if s.pushback > 0 {
-		ms := (s.pushback + time.Millisecond - 1) / time.Millisecond
-		s.trailer = metadata.Pairs(PushbackTrailer, strconv.FormatInt(int64(ms), 10))
+		s.pushMs = int64((s.pushback + time.Millisecond - 1) / time.Millisecond)
 	}
 	return s
 }
@@ -135,8 +137,9 @@ func (s *Shedder) admit(ctx context.Context, method string, setTrailer func(meta
 	if ctx.Err() != nil && !errors.Is(err, middleware.ErrBulkheadFull) {
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}
-	if s.trailer != nil {
-		setTrailer(s.trailer)
+	if s.pushMs > 0 {
+		ms := s.pushMs + rand.Int64N(s.pushMs/4+1) // spread: see ShedPushback
+		setTrailer(metadata.Pairs(PushbackTrailer, strconv.FormatInt(ms, 10)))
 	}
 	return nil, status.Error(codes.ResourceExhausted, "overloaded: retry later")
 }

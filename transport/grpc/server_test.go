@@ -100,8 +100,8 @@ func TestShedderUnaryShedsWithResourceExhaustedAndPushback(t *testing.T) {
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("second call: %v, want RESOURCE_EXHAUSTED", err)
 	}
-	if d, retry, ok := rgrpc.ParsePushback(trailer); !ok || !retry || d != 250*time.Millisecond {
-		t.Fatalf("pushback %v %v %v (trailer %v), want 250ms", d, retry, ok, trailer)
+	if d, retry, ok := rgrpc.ParsePushback(trailer); !ok || !retry || d < 250*time.Millisecond || d > 250*time.Millisecond*5/4 {
+		t.Fatalf("pushback %v %v %v (trailer %v), want 250ms to 312ms", d, retry, ok, trailer)
 	}
 	if shedKey != "grpc.health.v1.Health.Check" || h.calls.Load() != 1 {
 		t.Fatalf("key %q, handler calls %d", shedKey, h.calls.Load())
@@ -134,8 +134,8 @@ func TestShedderStreamShedsAndHoldsRoomUntilTheHandlerReturns(t *testing.T) {
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("second stream: %v, want RESOURCE_EXHAUSTED", err)
 	}
-	if d, _, ok := rgrpc.ParsePushback(second.Trailer()); !ok || d != time.Second {
-		t.Fatalf("stream pushback %v %v, want the default 1s", d, ok)
+	if d, _, ok := rgrpc.ParsePushback(second.Trailer()); !ok || d < time.Second || d > 1250*time.Millisecond {
+		t.Fatalf("stream pushback %v %v, want the default 1s to 1.25s", d, ok)
 	}
 	close(h.gate)
 	if _, err := first.Recv(); err != nil {
@@ -215,3 +215,39 @@ func TestShedderRecourseClientWaitsThePushback(t *testing.T) {
 		t.Fatalf("handler calls %d", h.calls.Load())
 	}
 }
+
+// Clients shed together are told different delays, so they do not all
+// come back at once: the pushback is spread over [d, 1.25 d].
+func TestShedderSpreadsPushback(t *testing.T) {
+	full := middleware.NewBulkhead(1, 0)
+	release, _ := full.Acquire(context.Background())
+	defer release(false)
+	s := rgrpc.NewShedder(func(string) middleware.Limiter { return full }, rgrpc.ShedPushback(time.Second))
+	seen := map[string]bool{}
+	for i := 0; i < 50; i++ {
+		var md metadata.MD
+		stream := &trailerStream{ctx: context.Background(), set: func(m metadata.MD) { md = m }}
+		err := s.StreamServerInterceptor()(nil, stream, &grpc.StreamServerInfo{FullMethod: "/a.B/C"}, func(any, grpc.ServerStream) error { return nil })
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("not shed: %v", err)
+		}
+		d, _, ok := rgrpc.ParsePushback(md)
+		if !ok || d < time.Second || d > 1250*time.Millisecond {
+			t.Fatalf("pushback %v (%v)", d, md)
+		}
+		seen[md.Get(rgrpc.PushbackTrailer)[0]] = true
+	}
+	if len(seen) < 10 {
+		t.Fatalf("50 shed calls were told only %d distinct delays", len(seen))
+	}
+}
+
+// trailerStream is a grpc.ServerStream that records the trailer set.
+type trailerStream struct {
+	grpc.ServerStream
+	ctx context.Context
+	set func(metadata.MD)
+}
+
+func (s *trailerStream) Context() context.Context { return s.ctx }
+func (s *trailerStream) SetTrailer(md metadata.MD) { s.set(md) }
