@@ -249,5 +249,5 @@ type trailerStream struct {
 	set func(metadata.MD)
 }
 
-func (s *trailerStream) Context() context.Context { return s.ctx }
+func (s *trailerStream) Context() context.Context  { return s.ctx }
 func (s *trailerStream) SetTrailer(md metadata.MD) { s.set(md) }
