@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/recourse-go/recourse/middleware"
 )
 
 // ErrBodyTooLarge is returned when a request body without GetBody is too
@@ -235,10 +237,18 @@ func (r *response) drain(within time.Duration) {
 	if r.StatusCode != http.StatusSwitchingProtocols && r.ContentLength <= maxDrain {
 		cut := startCut(b.try, within)
 		b.drained = io.LimitedReader{R: b, N: maxDrain + 1} // held here: io.CopyN would allocate one
-		_, _ = io.Copy(io.Discard, &b.drained)
+		discardBody(&b.drained)
 		cut.stop()
 	}
 	_ = b.Close()
+}
+
+// discardBody reads r to its end for nothing. The body is being dropped:
+// a panic in its Read only ends the read (Close follows), rather than
+// escaping into a call that has its answer already.
+func discardBody(r io.Reader) {
+	defer func() { _ = recover() }()
+	_, _ = io.Copy(io.Discard, r)
 }
 
 // release is called by the next try of the call before it is sent: r,
@@ -307,6 +317,18 @@ func (b *body) peek() {
 		size = int(n) + 1 // room to see the end of the body in the same read
 	}
 	go func() {
+		defer func() {
+			// A body whose Read panics must not take the process down from
+			// a goroutine of ours: the panic becomes the body's error, which
+			// its reader (the caller, for a final failed response) gets.
+			if p := recover(); p != nil {
+				a.mu.Lock()
+				a.err, a.done = middleware.NewPanicError("op", "", p), true
+				a.mu.Unlock()
+				a.cond.Broadcast()
+				close(a.ended)
+			}
+		}()
 		chunk := make([]byte, size)
 		for total := 0; ; {
 			n, err := b.rc.Read(chunk)

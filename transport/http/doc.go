@@ -26,7 +26,11 @@
 // Request.GetBody; a body without GetBody is read into memory first, up to
 // MaxReplayBody bytes (larger bodies are refused with ErrBodyTooLarge).
 // That read, like the whole call, ends when the request's context or the
-// policy's deadlines do, even if the body blocks. Like any
+// policy's deadlines do, even if the body blocks. GetBody itself takes no
+// context: like net/http, which calls it to resend a request, the
+// transport calls it on the try's goroutine, so a GetBody that blocks
+// holds its try — and the call, which awaits every try — until it
+// returns. A body it returns that blocks in Read is cut by the deadlines. Like any
 // http.RoundTripper, the transport never modifies the request and always
 // closes its body. Each try sends a shallow copy of it with a context and
 // a body of its own; the copies share the caller's header and URL, so the

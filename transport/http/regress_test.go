@@ -1131,3 +1131,35 @@ func TestRegressCancelDuringSleepAndRace(t *testing.T) {
 		})
 	}
 }
+
+// panicBody panics in Read.
+type panicBody struct{}
+
+func (panicBody) Read([]byte) (int, error) { panic("body bug") }
+func (panicBody) Close() error             { return nil }
+
+// panicBodyBase answers 503 with a body whose Read panics.
+type panicBodyBase struct{}
+
+func (panicBodyBase) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: 503, Header: http.Header{}, Body: panicBody{}, ContentLength: -1, Request: r}, nil
+}
+
+// Hostile (black-box attack): a failed response whose body panics in Read,
+// read ahead on a goroutine of the transport, killed the process. The
+// panic is now that body's error, and a dropped body's panic ends only its
+// drain.
+func TestRegressPanickingFailedBodyDoesNotCrash(t *testing.T) {
+	exec := recourse.NewExecutor(recourse.WithPolicy("k", policy.MaxAttempts(2), policy.Backoff(time.Millisecond, time.Millisecond, 1)))
+	c := &http.Client{Transport: NewTransport(exec, "k", panicBodyBase{})}
+	resp, err := c.Get("http://example.invalid/")
+	if err != nil {
+		t.Fatalf("RoundTrip: %v", err)
+	}
+	defer resp.Body.Close()
+	_, err = io.ReadAll(resp.Body)
+	var pe *middleware.PanicError
+	if resp.StatusCode != 503 || !errors.As(err, &pe) {
+		t.Fatalf("status %d, read error %v: want the final 503 with the panic as its body's error", resp.StatusCode, err)
+	}
+}
