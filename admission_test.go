@@ -196,3 +196,42 @@ type attemptObserver struct {
 }
 
 func (o *attemptObserver) OnAttempt(_ context.Context, _ string, r timeline.AttemptRecord) { o.on(r) }
+
+// An adaptive bulkhead compiled from a policy file: its ceiling bounds the
+// tries in flight, and the try past it is refused as bulkhead_full.
+func TestAdaptiveBulkheadFromFile(t *testing.T) {
+	e := fileExecutor(t, `
+policies:
+  search.Query:
+    bulkhead: {adaptive: true, max_concurrent: 2}
+    retry: {max_attempts: 2, initial_backoff: 1ms, max_backoff: 1ms}
+`)
+	c, err := e.Explain(context.Background(), "search.Query")
+	if err != nil || !strings.Contains(c.Describe(), "bulkhead         adaptive max_concurrent=2") {
+		t.Fatalf("explain: %v\n%s", err, c.Describe())
+	}
+	inside, release := make(chan struct{}, 2), make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = e.Do(context.Background(), "search.Query", func(context.Context) error {
+				inside <- struct{}{}
+				<-release
+				return nil
+			})
+		}()
+	}
+	<-inside
+	<-inside
+	tl, err := e.DoWithTimeline(context.Background(), "search.Query", func(context.Context) error { return nil })
+	close(release)
+	wg.Wait()
+	if !errors.Is(err, middleware.ErrBulkheadFull) || len(tl.Attempts) != 1 || tl.Attempts[0].Reason != timeline.ReasonBulkheadFull {
+		t.Fatalf("third call past a ceiling of 2: %v, %v", err, tl)
+	}
+	if err := e.Do(context.Background(), "search.Query", func(context.Context) error { return nil }); err != nil {
+		t.Fatalf("after the others returned: %v", err)
+	}
+}
