@@ -87,12 +87,19 @@ func (o *Observer) forKey(key string) *keyOpts {
 	if v, ok := o.keys.Load(key); ok {
 		return v.(*keyOpts)
 	}
-	v, _ := o.keys.LoadOrStore(key, &keyOpts{
+	ko := &keyOpts{
 		start:   trace.WithAttributes(attribute.String(AttrKey, key)),
 		key:     o.attrSet(attrKey{kind: attrsKey, key: key}),
 		success: o.attrSet(attrKey{kind: attrsCall, key: key, a: "success"}),
 		failure: o.attrSet(attrKey{kind: attrsCall, key: key, a: "failure"}),
-	})
+	}
+	if o.cached.Load() >= maxCached {
+		return ko // past the bound: built for this call, not kept
+	}
+	v, loaded := o.keys.LoadOrStore(key, ko)
+	if !loaded {
+		o.cached.Add(1)
+	}
 	return v.(*keyOpts)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"reflect"
 	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -120,7 +121,11 @@ type Observer struct {
 	// keys caches the options every call of a key uses, by key.
 	keys sync.Map // string → *keyOpts
 	// attrs caches the attribute sets of the metrics, by attrKey.
-	attrs sync.Map // attrKey → metric.MeasurementOption
+	attrs sync.Map // attrKey → *measure
+	// cached counts the entries of keys and attrs: past maxCached, new
+	// entries are built for each use and not kept, so that a flood of
+	// distinct keys costs time, not memory.
+	cached atomic.Int64
 
 	reloadOK, reloadErr *measure
 }
@@ -406,6 +411,11 @@ const (
 	attrsBreaker
 )
 
+// maxCached bounds the entries an Observer caches (keys' options and
+// attribute sets together). Keys are meant to be few (the executor bounds
+// its own cache at 4096 by default); past the bound nothing new is kept.
+const maxCached = 1 << 14
+
 // attrKey identifies a cached attribute set: the instrument family and
 // up to two attribute values beside the key.
 type attrKey struct {
@@ -443,6 +453,13 @@ func (o *Observer) attrSet(k attrKey) *measure {
 	case attrsBreaker:
 		kv = append(kv, attribute.String(AttrFrom, k.a), attribute.String(AttrTo, k.b))
 	}
-	v, _ := o.attrs.LoadOrStore(k, newMeasure(metric.WithAttributeSet(attribute.NewSet(kv...))))
+	m := newMeasure(metric.WithAttributeSet(attribute.NewSet(kv...)))
+	if o.cached.Load() >= maxCached {
+		return m
+	}
+	v, loaded := o.attrs.LoadOrStore(k, m)
+	if !loaded {
+		o.cached.Add(1)
+	}
 	return v.(*measure)
 }

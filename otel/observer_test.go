@@ -3,6 +3,7 @@ package rotel_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -546,4 +547,22 @@ func TestFallbackIsNotATry(t *testing.T) {
 	wantHistCount(t, m, rotel.MetricCallRetries, "{retry}", map[string]any{rotel.AttrKey: "pricing.Quote"}, 1, 1)
 	wantHistCount(t, m, rotel.MetricAttemptDuration, "s",
 		map[string]any{rotel.AttrKey: "pricing.Quote", rotel.AttrAttemptKind: "fallback", rotel.AttrReason: "fallback"}, 1, -1)
+}
+
+// A flood of distinct keys (a caller that puts ids in keys) costs the
+// observer time, not memory: past its bound it keeps nothing new, and its
+// metrics stay right.
+func TestObserverCachesAreBounded(t *testing.T) {
+	h := newHarness(t)
+	exec := recourse.NewExecutor(recourse.WithObserver(h.obs), recourse.WithMaxKeys(64))
+	const n = 20000
+	for i := 0; i < n; i++ {
+		_ = exec.Do(context.Background(), fmt.Sprintf("flood.K%d", i), func(context.Context) error { return nil })
+	}
+	if c := rotel.CachedForTest(h.obs); c > rotel.MaxCachedForTest {
+		t.Fatalf("%d cached entries after %d keys, bound %d", c, n, rotel.MaxCachedForTest)
+	}
+	m := h.metrics(t)
+	wantHistCount(t, m, rotel.MetricCallDuration, "s",
+		map[string]any{rotel.AttrKey: fmt.Sprintf("flood.K%d", n-1), rotel.AttrOutcome: "success"}, 1, -1)
 }
