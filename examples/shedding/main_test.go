@@ -1,32 +1,16 @@
 package main
 
 import (
-	"io"
-	"os"
 	"regexp"
 	"testing"
+
+	"github.com/recourse-go/recourse/examples/internal/demotest"
 )
 
 // The example runs, every call succeeds, and the server shed some tries
 // without ever running more than its bulkhead allows.
 func TestShedding(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	stdout := os.Stdout
-	os.Stdout = w
-	defer func() { os.Stdout = stdout }()
-	done := make(chan []byte)
-	go func() {
-		b, _ := io.ReadAll(r)
-		done <- b
-	}()
-	main()
-	os.Stdout = stdout
-	w.Close()
-	out := string(<-done)
+	out := demotest.CaptureStdout(t, main)
 	t.Log("\n" + out)
 	m := regexp.MustCompile(`(\d+) of 6 calls succeeded; the server shed (\d+) tries .* served (\d+), never more than (\d+) at once`).FindStringSubmatch(out)
 	if m == nil {
