@@ -481,7 +481,7 @@ func Breaker(b *CircuitBreaker) endpoint.Middleware {
 				state := m.state()
 				start := b.startTry()
 				resp, err = next(withBreakerState(ctx, state), req)
-				return struct{}{}, b.verdict(ctx, resp, err, start, state)
+				return struct{}{}, b.verdict(ctx, m, resp, err, start, state)
 			})
 			if !admitted {
 				return nil, refuse(ctx)
@@ -497,7 +497,7 @@ func Breaker(b *CircuitBreaker) endpoint.Middleware {
 func (b *CircuitBreaker) closedFast(ctx context.Context, req any, next endpoint.Endpoint, m *machine, gen uint64) (any, error) {
 	start := b.startTry()
 	resp, err := next(withBreakerState(ctx, endpoint.BreakerClosed), req)
-	switch v := b.verdict(ctx, resp, err, start, endpoint.BreakerClosed); v {
+	switch v := b.verdict(ctx, m, resp, err, start, endpoint.BreakerClosed); v {
 	case nil, errBreakerExcluded:
 	default:
 		_, _ = m.cb.Execute(func() (struct{}, error) { return struct{}{}, lateFailure(gen) })
@@ -529,8 +529,9 @@ func (b *CircuitBreaker) startTry() time.Time {
 // success, errBreakerFailure for a counted failure, errBreakerExcluded for
 // anything not counted. With slow-call detection on, a counted try enters
 // the slow-call window; reaching the slow-call rate makes the result a
-// failure that trips, and a slow half-open probe fails.
-func (b *CircuitBreaker) verdict(ctx context.Context, resp any, err error, start time.Time, state endpoint.BreakerState) error {
+// failure that trips m (the machine that admitted the try), and a slow
+// half-open probe fails.
+func (b *CircuitBreaker) verdict(ctx context.Context, m *machine, resp any, err error, start time.Time, state endpoint.BreakerState) error {
 	v := errBreakerExcluded
 	if err == nil {
 		v = nil
@@ -545,15 +546,18 @@ func (b *CircuitBreaker) verdict(ctx context.Context, resp any, err error, start
 	if b.slow == nil || v == errBreakerExcluded {
 		return v
 	}
-	slow := v == nil && b.clk.Now().Sub(start) >= b.cfg.SlowCallDuration
+	now := b.clk.Now()
+	slow := v == nil && now.Sub(start) >= b.cfg.SlowCallDuration
 	if state != endpoint.BreakerClosed {
 		if slow {
 			return errBreakerFailure
 		}
 		return v
 	}
-	if b.slow.add(b.clk.Now(), slow) {
-		b.m.Load().trip.Store(true)
+	if b.slow.add(now, slow) {
+		// The machine that admitted the try, not one a Reset put in its
+		// place meanwhile: a stale trip must not open a fresh breaker.
+		m.trip.Store(true)
 		return errBreakerFailure
 	}
 	return v

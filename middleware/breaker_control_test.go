@@ -352,3 +352,22 @@ func nanFloat() float64 {
 	var zero float64
 	return zero / zero
 }
+
+// A slow try that reaches the slow-call rate after a Reset replaced the
+// machine that admitted it must not leave the fresh breaker primed to
+// trip on its next single failure.
+func TestBreakerSlowTryAcrossResetDoesNotPrimeNewMachine(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1_000_000, 0))
+	b := NewCircuitBreaker(BreakerConfig{ConsecutiveFailures: 100, Cooldown: time.Hour, MinRequests: 1,
+		SlowCallDuration: time.Second, Clock: clk})
+	ep := breakerChain(b, func(context.Context, any) (any, error) {
+		b.Reset() // an operator acts while the try runs
+		clk.Advance(2 * time.Second)
+		return "ok", nil
+	})
+	_, _ = ep(context.Background(), nil)
+	_, _ = breakerChain(b, func(context.Context, any) (any, error) { return nil, errFlaky })(context.Background(), nil)
+	if s := b.State(); s != endpoint.BreakerClosed {
+		t.Fatalf("one failure on the new machine (100 to trip) left it %v", s)
+	}
+}

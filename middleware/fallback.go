@@ -68,7 +68,7 @@ func Fallback(fn FallbackFunc, opts ...FallbackOption) endpoint.Middleware {
 // run calls the fallback for a call that failed with err and records it.
 func (f *fallback) run(ctx context.Context, req any, err error) (resp any, ferr error) {
 	rec := record.FromContext(ctx)
-	var start = rec.Now()
+	start := rec.Now()
 	attempt := 0
 	if rec != nil {
 		attempt = rec.LastAttempt()
