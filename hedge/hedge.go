@@ -327,7 +327,7 @@ func (g *group) consider(idx int, resp any, err error) (drop any) {
 	switch {
 	case v.Outcome == timeline.OutcomeSuccess:
 		return g.decide(idx, resp, err)
-	case v.Outcome == timeline.OutcomeAbort && refusedTry(v.Reason) && idx > 0:
+	case v.Outcome == timeline.OutcomeAbort && timeline.Refused(v.Reason) && idx > 0:
 		// A refused hedge (no budget token, no room in the bulkhead) never
 		// ran: the race goes on without it.
 		return resp
@@ -491,11 +491,6 @@ func isSuccess(ctx context.Context, resp any, err error) bool {
 	return middleware.VerdictOf(ctx, resp, err).Outcome == timeline.OutcomeSuccess
 }
 
-// refusedTry reports whether reason says a try was refused before it ran.
-func refusedTry(reason string) bool {
-	return reason == timeline.ReasonBudgetDenied || reason == timeline.ReasonBulkheadFull
-}
-
 // raceLabels returns the relabelling of a race that spawned hedges: the
 // winner "hedge_won" when it succeeded, the tries whose results came
 // after the race was decided (cut short or simply too late) "hedge_lost".
@@ -504,7 +499,7 @@ func raceLabels(winner int, late []int, won bool) func(*timeline.AttemptRecord) 
 		switch {
 		case a.HedgeIndex == winner && won:
 			a.Reason = timeline.ReasonHedgeWon
-		case !refusedTry(a.Reason) && slices.Contains(late, a.HedgeIndex):
+		case !timeline.Refused(a.Reason) && slices.Contains(late, a.HedgeIndex):
 			a.Reason = timeline.ReasonHedgeLost
 		}
 	}

@@ -164,8 +164,7 @@ const minSleep = time.Microsecond
 // refused reports whether the attempt was refused before it reached the
 // dependency (a budget, an open breaker or a full bulkhead said no).
 func refused(v Verdict) bool {
-	return v.Outcome == timeline.OutcomeAbort &&
-		(v.Reason == timeline.ReasonBudgetDenied || v.Reason == timeline.ReasonCircuitOpen || v.Reason == timeline.ReasonBulkheadFull)
+	return v.Outcome == timeline.OutcomeAbort && timeline.Refused(v.Reason)
 }
 
 // final turns an attempt's result into the caller's: the verdict wrapper is

@@ -338,21 +338,12 @@ func errorType(tl *timeline.Timeline) string {
 	return "_OTHER"
 }
 
-// refused reports whether a try was refused before it ran.
-func refused(a timeline.AttemptRecord) bool {
-	switch a.Reason {
-	case timeline.ReasonBudgetDenied, timeline.ReasonCircuitOpen, timeline.ReasonBulkheadFull:
-		return true
-	}
-	return false
-}
-
 // counts returns how many retries and hedges of the call ran: tries
 // refused by a budget, a breaker or a bulkhead are not counted.
 func counts(tl *timeline.Timeline) (retries, hedges int64) {
 	for _, a := range tl.Attempts {
 		switch {
-		case refused(a), a.Reason == timeline.ReasonFallback:
+		case timeline.Refused(a.Reason), a.Reason == timeline.ReasonFallback:
 		case a.HedgeIndex > 0:
 			hedges++
 		case a.Attempt > 1:

@@ -60,6 +60,19 @@ const (
 	ReasonFallback = "fallback"
 )
 
+// Refused reports whether reason says a try was refused before it ran —
+// by a budget (ReasonBudgetDenied), an open circuit (ReasonCircuitOpen) or
+// a full bulkhead (ReasonBulkheadFull) — and so never reached the
+// dependency: not retried, not counted by the breaker, not a try in
+// metrics.
+func Refused(reason string) bool {
+	switch reason {
+	case ReasonBudgetDenied, ReasonCircuitOpen, ReasonBulkheadFull:
+		return true
+	}
+	return false
+}
+
 // Attribute names set on Timeline.Attributes by the executor. These are
 // every key the executor writes; values are for humans unless said
 // otherwise.

@@ -23,3 +23,16 @@ func TestMultiObserverFansOut(t *testing.T) {
 		t.Fatal("IsNoop wrong")
 	}
 }
+
+func TestRefused(t *testing.T) {
+	for _, r := range []string{ReasonBudgetDenied, ReasonCircuitOpen, ReasonBulkheadFull} {
+		if !Refused(r) {
+			t.Errorf("Refused(%q) = false", r)
+		}
+	}
+	for _, r := range []string{ReasonSuccess, ReasonRetryable, ReasonTimeout, ReasonCanceled, ReasonHedgeLost, ReasonFallback, ""} {
+		if Refused(r) {
+			t.Errorf("Refused(%q) = true", r)
+		}
+	}
+}
