@@ -92,13 +92,13 @@ func (e *Executor) callObserver() timeline.Observer {
 // refusing is the chain of a key whose calls may not run: it opens a
 // timeline with attrs, records one refused attempt and returns err.
 func (e *Executor) refusing(key string, err error, attrs map[string]string) endpoint.Middleware {
-	var fopts []middleware.FallbackOption
+	var fopts []middleware.Option
 	if !e.opts.NoPanicRecovery {
-		fopts = append(fopts, mwopt.RecoverFallbackPanics.(func(string) middleware.FallbackOption)(key))
+		fopts = append(fopts, mwopt.RecoverFallbackPanics.(func(string) middleware.Option)(key))
 	}
 	return endpoint.Chain(
-		middleware.Observe(key, middleware.WithObserver(e.callObserver()), middleware.ObserveClock(e.opts.Clock),
-			mwopt.WithAttributes.(func(map[string]string) middleware.ObserveOption)(attrs)),
+		middleware.Observe(key, middleware.WithObserver(e.callObserver()), middleware.WithClock(e.opts.Clock),
+			mwopt.WithAttributes.(func(map[string]string) middleware.Option)(attrs)),
 		middleware.Fallback(e.opts.Fallbacks[key], fopts...), // next itself when the key has none
 		refuse(err),
 	)

@@ -8,47 +8,37 @@ import (
 	"time"
 
 	"github.com/recourse-go/recourse/clock"
-	"github.com/recourse-go/recourse/internal/clockx"
 )
 
-// AdaptiveOption configures NewAdaptiveLimit.
-type AdaptiveOption func(*AdaptiveLimit)
-
-// AdaptiveMinLimit sets the lowest the limit may go (default 1; below 1
+// AdaptiveMinLimit (NewAdaptiveLimit) sets the lowest the limit may go (default 1; below 1
 // is taken as 1).
-func AdaptiveMinLimit(n int) AdaptiveOption { return func(l *AdaptiveLimit) { l.minLimit = n } }
+func AdaptiveMinLimit(n int) Option { return option(func(l *AdaptiveLimit) { l.minLimit = n }) }
 
-// AdaptiveMaxLimit sets the highest the limit may go (default 1000; below
+// AdaptiveMaxLimit (NewAdaptiveLimit) sets the highest the limit may go (default 1000; below
 // the minimum is taken as the minimum, above 1<<30 as 1<<30).
-func AdaptiveMaxLimit(n int) AdaptiveOption { return func(l *AdaptiveLimit) { l.maxLimit = n } }
+func AdaptiveMaxLimit(n int) Option { return option(func(l *AdaptiveLimit) { l.maxLimit = n }) }
 
-// AdaptiveInitialLimit sets the limit to start from (default 20, clamped
+// AdaptiveInitialLimit (NewAdaptiveLimit) sets the limit to start from (default 20, clamped
 // to the minimum and maximum).
-func AdaptiveInitialLimit(n int) AdaptiveOption { return func(l *AdaptiveLimit) { l.initial = n } }
+func AdaptiveInitialLimit(n int) Option { return option(func(l *AdaptiveLimit) { l.initial = n }) }
 
-// AdaptiveMaxWait sets how long a try may wait for room (default 0:
+// AdaptiveMaxWait (NewAdaptiveLimit) sets how long a try may wait for room (default 0:
 // refused at once; negative is taken as 0).
-func AdaptiveMaxWait(d time.Duration) AdaptiveOption { return func(l *AdaptiveLimit) { l.maxWait = d } }
+func AdaptiveMaxWait(d time.Duration) Option { return option(func(l *AdaptiveLimit) { l.maxWait = d }) }
 
-// AdaptiveClock sets the clock latencies are measured and waits bounded
-// on (default clock.Real).
-func AdaptiveClock(c clock.Clock) AdaptiveOption {
-	return func(l *AdaptiveLimit) { l.clock = clockx.Or(c) }
-}
-
-// AdaptiveWindow sets how much the limit sees before it moves: a window
+// AdaptiveWindow (NewAdaptiveLimit) sets how much the limit sees before it moves: a window
 // of measurements ends once it holds at least samples released tries and
 // has lasted at least minTime (defaults 20 and 20ms; samples below 1 is
 // taken as 1, a negative minTime as 0).
-func AdaptiveWindow(samples int, minTime time.Duration) AdaptiveOption {
-	return func(l *AdaptiveLimit) { l.winSamples, l.winTime = samples, minTime }
+func AdaptiveWindow(samples int, minTime time.Duration) Option {
+	return option(func(l *AdaptiveLimit) { l.winSamples, l.winTime = samples, minTime })
 }
 
-// AdaptiveProbeInterval sets how often the limit re-measures the
+// AdaptiveProbeInterval (NewAdaptiveLimit) sets how often the limit re-measures the
 // dependency's latency without queueing (default 5s; 0 or less: never,
 // the lowest latency ever seen stays the reference). See AdaptiveLimit.
-func AdaptiveProbeInterval(d time.Duration) AdaptiveOption {
-	return func(l *AdaptiveLimit) { l.probeEvery = d }
+func AdaptiveProbeInterval(d time.Duration) Option {
+	return option(func(l *AdaptiveLimit) { l.probeEvery = d })
 }
 
 // Defaults of AdaptiveLimit.
@@ -140,14 +130,12 @@ type limitWaiter struct {
 // options are clamped to it.
 const maxAdaptiveLimit = 1 << 30
 
+func (l *AdaptiveLimit) setClock(c clock.Clock) { l.clock = c }
+
 // NewAdaptiveLimit returns an adaptive limit configured by opts.
-func NewAdaptiveLimit(opts ...AdaptiveOption) *AdaptiveLimit {
+func NewAdaptiveLimit(opts ...Option) *AdaptiveLimit {
 	l := &AdaptiveLimit{}
-	for _, o := range opts {
-		if o != nil {
-			o(l)
-		}
-	}
+	applyOptions(l, opts)
 	l.setUp()
 	return l
 }

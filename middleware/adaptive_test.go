@@ -99,7 +99,7 @@ func mean(ds []time.Duration) time.Duration {
 
 func TestAdaptiveLimitFindsCapacityUnderBacklog(t *testing.T) {
 	f := clock.NewFake(time.Unix(0, 0))
-	l := NewAdaptiveLimit(AdaptiveClock(f), AdaptiveInitialLimit(5))
+	l := NewAdaptiveLimit(WithClock(f), AdaptiveInitialLimit(5))
 	d := newQueueDep(t, l, f, 20, 10*time.Millisecond)
 	d.run(5 * time.Second) // converge
 	lats := d.run(5 * time.Second)
@@ -118,7 +118,7 @@ func TestAdaptiveLimitFindsCapacityUnderBacklog(t *testing.T) {
 
 func TestAdaptiveLimitFollowsCapacityDownAndUp(t *testing.T) {
 	f := clock.NewFake(time.Unix(0, 0))
-	l := NewAdaptiveLimit(AdaptiveClock(f))
+	l := NewAdaptiveLimit(WithClock(f))
 	d := newQueueDep(t, l, f, 40, 10*time.Millisecond)
 	d.run(5 * time.Second)
 	high := l.Limit()
@@ -141,7 +141,7 @@ func TestAdaptiveLimitFollowsCapacityDownAndUp(t *testing.T) {
 // not collapse.
 func TestAdaptiveLimitProbeRemeasuresASlowerDependency(t *testing.T) {
 	f := clock.NewFake(time.Unix(0, 0))
-	l := NewAdaptiveLimit(AdaptiveClock(f), AdaptiveProbeInterval(time.Second))
+	l := NewAdaptiveLimit(WithClock(f), AdaptiveProbeInterval(time.Second))
 	d := newQueueDep(t, l, f, 20, 10*time.Millisecond)
 	d.run(3 * time.Second)
 	d.base = 20 * time.Millisecond
@@ -160,7 +160,7 @@ func TestAdaptiveLimitProbeRemeasuresASlowerDependency(t *testing.T) {
 
 func TestAdaptiveLimitIdleKeyDoesNotGrow(t *testing.T) {
 	f := clock.NewFake(time.Unix(0, 0))
-	l := NewAdaptiveLimit(AdaptiveClock(f), AdaptiveInitialLimit(10))
+	l := NewAdaptiveLimit(WithClock(f), AdaptiveInitialLimit(10))
 	for i := 0; i < 1000; i++ {
 		rel := mustAcquire(t, l)
 		f.Advance(time.Millisecond)
@@ -173,7 +173,7 @@ func TestAdaptiveLimitIdleKeyDoesNotGrow(t *testing.T) {
 
 func TestAdaptiveLimitDropsShrinkIt(t *testing.T) {
 	f := clock.NewFake(time.Unix(0, 0))
-	l := NewAdaptiveLimit(AdaptiveClock(f), AdaptiveInitialLimit(100), AdaptiveWindow(10, 0), AdaptiveProbeInterval(-1))
+	l := NewAdaptiveLimit(WithClock(f), AdaptiveInitialLimit(100), AdaptiveWindow(10, 0), AdaptiveProbeInterval(-1))
 	var rels []func(bool)
 	for i := 0; i < 60; i++ {
 		rels = append(rels, mustAcquire(t, l))
@@ -192,7 +192,7 @@ func TestAdaptiveLimitDropsShrinkIt(t *testing.T) {
 
 func TestAdaptiveLimitOptionsClamp(t *testing.T) {
 	l := NewAdaptiveLimit(AdaptiveMinLimit(-3), AdaptiveMaxLimit(-1), AdaptiveInitialLimit(500), AdaptiveMaxWait(-time.Second),
-		AdaptiveWindow(-1, -time.Second), nil, AdaptiveClock(nil))
+		AdaptiveWindow(-1, -time.Second), nil, WithClock(nil))
 	if l.minLimit != 1 || l.maxLimit != 1 || l.Limit() != 1 || l.maxWait != 0 || l.winSamples != 1 || l.winTime != 0 {
 		t.Fatalf("clamped to min %d max %d limit %d wait %v window %d/%v", l.minLimit, l.maxLimit, l.Limit(), l.maxWait, l.winSamples, l.winTime)
 	}
@@ -229,7 +229,7 @@ func TestAdaptiveLimitRefusesAtLimitAndIgnoresExtraRelease(t *testing.T) {
 
 func TestAdaptiveLimitWaitersFIFOAndBounded(t *testing.T) {
 	f := clock.NewFake(time.Unix(0, 0))
-	l := NewAdaptiveLimit(AdaptiveClock(f), AdaptiveInitialLimit(1), AdaptiveMaxLimit(1), AdaptiveMaxWait(time.Second))
+	l := NewAdaptiveLimit(WithClock(f), AdaptiveInitialLimit(1), AdaptiveMaxLimit(1), AdaptiveMaxWait(time.Second))
 	hold := mustAcquire(t, l)
 	order := make(chan int, 3)
 	var wg sync.WaitGroup

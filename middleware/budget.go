@@ -59,7 +59,7 @@ type Decision struct {
 }
 
 // TokenReporter is implemented by budgets that can say how many tokens
-// they hold now — those of NewTokenBucketBudget, NewTokenBucketBudgetWithClock
+// they hold now — those of NewTokenBucketBudget
 // and NewThrottleBudget — for metrics and tests:
 //
 //	if r, ok := b.(middleware.TokenReporter); ok { gauge.Set(r.Tokens()) }

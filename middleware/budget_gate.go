@@ -9,25 +9,22 @@ import (
 	"github.com/recourse-go/recourse/timeline"
 )
 
-// BudgetOption configures BudgetGate.
-type BudgetOption func(*budgetGate)
-
 // budgetName names the budget in observer events.
-func budgetName(name string) BudgetOption { return func(g *budgetGate) { g.name = name } }
+func budgetName(name string) Option { return option(func(g *budgetGate) { g.name = name }) }
 
-// BudgetCostPerTry sets the tokens each retry or hedge takes (default 1).
-func BudgetCostPerTry(n int) BudgetOption { return func(g *budgetGate) { g.cost = n } }
+// BudgetCostPerTry (BudgetGate) sets the tokens each retry or hedge takes (default 1).
+func BudgetCostPerTry(n int) Option { return option(func(g *budgetGate) { g.cost = n }) }
 
-// HedgeBudget makes hedged tries take their tokens from b (named name)
+// HedgeBudget (BudgetGate) makes hedged tries take their tokens from b (named name)
 // instead of the retry budget.
-func HedgeBudget(name string, b Budget) BudgetOption {
-	return func(g *budgetGate) { g.hedgeName, g.hedge = name, b }
+func HedgeBudget(name string, b Budget) Option {
+	return option(func(g *budgetGate) { g.hedgeName, g.hedge = name, b })
 }
 
 // recoverBudgetPanics turns a panic in the budget into a *PanicError
 // (component "budget") for key, refusing the try.
-func recoverBudgetPanics(key string) BudgetOption {
-	return func(g *budgetGate) { g.key, g.recover = key, true }
+func recoverBudgetPanics(key string) Option {
+	return option(func(g *budgetGate) { g.key, g.recover = key, true })
 }
 
 type budgetGate struct {
@@ -53,11 +50,9 @@ var errBudgetDenied = &ClassifiedError{
 // error wrapping ErrBudgetExhausted classified as an abort, which the retry
 // loop turns into the call's last real error. First tries are never
 // charged; they are shown to b so ratio budgets can count them.
-func BudgetGate(b Budget, opts ...BudgetOption) endpoint.Middleware {
+func BudgetGate(b Budget, opts ...Option) endpoint.Middleware {
 	g := &budgetGate{retry: b, cost: 1}
-	for _, o := range opts {
-		o(g)
-	}
+	applyOptions(g, opts)
 	if g.retry == nil {
 		g.retry = UnlimitedBudget{}
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/recourse-go/recourse/clock"
-	"github.com/recourse-go/recourse/internal/clockx"
 )
 
 // ratioBudget lets retries and hedges be at most a fraction of first tries
@@ -44,21 +43,19 @@ type ratioSlot struct {
 	extras float64
 }
 
-// RatioOption configures a budget of NewRatioBudget.
-type RatioOption func(*ratioBudget)
+// Ratio (NewRatioBudget) sets the allowed extras per first try (default 0.1).
+func Ratio(r float64) Option { return option(func(b *ratioBudget) { b.ratio = r }) }
 
-// Ratio sets the allowed extras per first try (default 0.1).
-func Ratio(r float64) RatioOption { return func(b *ratioBudget) { b.ratio = r } }
-
-// RatioFloor sets extra tries per second allowed regardless of traffic
+// RatioFloor (NewRatioBudget) sets extra tries per second allowed regardless of traffic
 // (default 1).
-func RatioFloor(perSecond float64) RatioOption { return func(b *ratioBudget) { b.floor = perSecond } }
+func RatioFloor(perSecond float64) Option {
+	return option(func(b *ratioBudget) { b.floor = perSecond })
+}
 
-// RatioWindow sets the sliding window (default 10s).
-func RatioWindow(d time.Duration) RatioOption { return func(b *ratioBudget) { b.window = d } }
+// RatioWindow (NewRatioBudget) sets the sliding window (default 10s).
+func RatioWindow(d time.Duration) Option { return option(func(b *ratioBudget) { b.window = d }) }
 
-// RatioClock sets the clock (default clock.Real).
-func RatioClock(c clock.Clock) RatioOption { return func(b *ratioBudget) { b.clock = clockx.Or(c) } }
+func (b *ratioBudget) setClock(c clock.Clock) { b.clock = c }
 
 // NewRatioBudget returns a ratio budget: 10 % over 10s with a floor of
 // 1 extra try per second unless opts say otherwise.
@@ -70,14 +67,12 @@ func RatioClock(c clock.Clock) RatioOption { return func(b *ratioBudget) { b.clo
 // dependency that fails everything receives at most 1.1× its normal load.
 // Any clock reading is accepted; a jump by more than the window, either
 // way, starts a fresh window in which only the floor allows extras.
-func NewRatioBudget(opts ...RatioOption) Budget { return newRatioBudget(opts...) }
+func NewRatioBudget(opts ...Option) Budget { return newRatioBudget(opts...) }
 
 // newRatioBudget is NewRatioBudget with its concrete type.
-func newRatioBudget(opts ...RatioOption) *ratioBudget {
+func newRatioBudget(opts ...Option) *ratioBudget {
 	b := &ratioBudget{ratio: 0.1, floor: 1, window: 10 * time.Second, clock: clock.Real{}}
-	for _, o := range opts {
-		o(b)
-	}
+	applyOptions(b, opts)
 	if b.ratio < 0 || b.ratio != b.ratio {
 		b.ratio = 0
 	}

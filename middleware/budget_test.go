@@ -73,7 +73,7 @@ func TestTokenBucketRefillsOnItsClock(t *testing.T) {
 
 func TestRatioBudgetBoundsAmplification(t *testing.T) {
 	f := clock.NewFake(time.Unix(0, 0))
-	b := newRatioBudget(Ratio(0.1), RatioFloor(1), RatioWindow(10*time.Second), RatioClock(f))
+	b := newRatioBudget(Ratio(0.1), RatioFloor(1), RatioWindow(10*time.Second), WithClock(f))
 	var calls atomic.Int32
 	ep := budgetChain(b, 3, func(context.Context, any) (any, error) { calls.Add(1); return nil, errFlaky })
 	for i := 0; i < 1000; i++ {
@@ -92,7 +92,7 @@ func TestRatioBudgetBoundsAmplification(t *testing.T) {
 
 func TestRatioBudgetWindowSlides(t *testing.T) {
 	f := clock.NewFake(time.Unix(0, 0))
-	b := newRatioBudget(Ratio(0.5), RatioFloor(0), RatioWindow(time.Second), RatioClock(f))
+	b := newRatioBudget(Ratio(0.5), RatioFloor(0), RatioWindow(time.Second), WithClock(f))
 	ctx := context.Background()
 	for i := 0; i < 10; i++ {
 		b.Take(ctx, Try{Kind: TryFirst})

@@ -36,17 +36,14 @@ type tokenBucketBudget struct {
 //
 // The bucket (golang.org/x/time/rate) starts full; each retry or hedge
 // takes its cost in tokens, first tries take none. The budget implements
-// TokenReporter.
-func NewTokenBucketBudget(capacity int, refillPerSecond float64) Budget {
-	return newTokenBucketBudget(capacity, refillPerSecond, nil)
+// TokenReporter. It reads the option WithClock.
+func NewTokenBucketBudget(capacity int, refillPerSecond float64, opts ...Option) Budget {
+	var c clockOnly
+	applyOptions(&c, opts)
+	return newTokenBucketBudget(capacity, refillPerSecond, c.clock)
 }
 
-// NewTokenBucketBudgetWithClock is NewTokenBucketBudget on clock c.
-func NewTokenBucketBudgetWithClock(capacity int, refillPerSecond float64, c clock.Clock) Budget {
-	return newTokenBucketBudget(capacity, refillPerSecond, c)
-}
-
-// newTokenBucketBudget is NewTokenBucketBudgetWithClock with its concrete type.
+// newTokenBucketBudget is NewTokenBucketBudget with its concrete type, on clock c (nil: clock.Real).
 func newTokenBucketBudget(capacity int, refillPerSecond float64, c clock.Clock) *tokenBucketBudget {
 	if capacity < 0 {
 		capacity = 0

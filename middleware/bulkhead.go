@@ -9,13 +9,6 @@ import (
 	"github.com/recourse-go/recourse/internal/clockx"
 )
 
-// BulkheadOption configures NewBulkhead.
-type BulkheadOption func(*Bulkhead)
-
-// BulkheadClock sets the clock the wait bound runs on (default
-// clock.Real).
-func BulkheadClock(c clock.Clock) BulkheadOption { return func(b *Bulkhead) { b.clock = clockx.Or(c) } }
-
 // Bulkhead is a fixed bound on how many tries of a key run at once: a
 // Limiter that admits up to its maximum and makes the rest wait, first
 // come first served, for at most its wait bound. It keeps one slow
@@ -32,20 +25,18 @@ type Bulkhead struct {
 	permits permitPool
 }
 
+func (b *Bulkhead) setClock(c clock.Clock) { b.clock = c }
+
 // NewBulkhead returns a bulkhead admitting maxConcurrent tries at once;
 // a try that finds it full waits up to maxWait for room (0: refused at
 // once). A maxConcurrent below 1 is taken as 1 and a negative maxWait as
 // 0: a bulkhead never admits an unbounded number by mistake. Any
 // maxConcurrent up to math.MaxInt costs the same memory.
-func NewBulkhead(maxConcurrent int, maxWait time.Duration, opts ...BulkheadOption) *Bulkhead {
+func NewBulkhead(maxConcurrent int, maxWait time.Duration, opts ...Option) *Bulkhead {
 	maxConcurrent = max(maxConcurrent, 1)
 	maxWait = max(maxWait, 0)
 	b := &Bulkhead{sem: make(chan struct{}, maxConcurrent), maxWait: maxWait, clock: clock.Real{}}
-	for _, o := range opts {
-		if o != nil {
-			o(b)
-		}
-	}
+	applyOptions(b, opts)
 	b.full = fmt.Errorf("%w (max_concurrent %d, max_wait %v)", ErrBulkheadFull, maxConcurrent, maxWait)
 	return b
 }

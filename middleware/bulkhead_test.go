@@ -88,7 +88,7 @@ func TestBulkheadNeverAdmitsDoneContext(t *testing.T) {
 
 func TestBulkheadWaitIsBoundedByMaxWait(t *testing.T) {
 	f := clock.NewFake(time.Unix(0, 0))
-	b := NewBulkhead(1, 50*time.Millisecond, BulkheadClock(f))
+	b := NewBulkhead(1, 50*time.Millisecond, WithClock(f))
 	rel := mustAcquire(t, b)
 	defer rel(false)
 	done := make(chan error, 1)

@@ -167,9 +167,6 @@ func defaultReason(o timeline.Outcome) string {
 	return timeline.ReasonNonRetryable
 }
 
-// ClassifyOption configures Classify.
-type ClassifyOption func(*classifyConfig)
-
 type classifyConfig struct {
 	key     string
 	recover bool
@@ -177,8 +174,8 @@ type classifyConfig struct {
 
 // recoverClassifierPanics makes a panicking classifier produce a
 // *PanicError (component "classifier") for key instead of crashing.
-func recoverClassifierPanics(key string) ClassifyOption {
-	return func(c *classifyConfig) { c.key, c.recover = key, true }
+func recoverClassifierPanics(key string) Option {
+	return option(func(c *classifyConfig) { c.key, c.recover = key, true })
 }
 
 // Classify returns the innermost decorator: it runs the try, judges its
@@ -191,14 +188,12 @@ func recoverClassifierPanics(key string) ClassifyOption {
 // A failed try returns its error wrapped in *ClassifiedError. A success
 // returns (resp, nil) untouched. When the call is being recorded, one
 // AttemptRecord per try is added to the timeline.
-func Classify(c Classifier, opts ...ClassifyOption) endpoint.Middleware {
+func Classify(c Classifier, opts ...Option) endpoint.Middleware {
 	if c == nil {
 		c = DefaultClassifier
 	}
 	var cfg classifyConfig
-	for _, o := range opts {
-		o(&cfg)
-	}
+	applyOptions(&cfg, opts)
 	return func(next endpoint.Endpoint) endpoint.Endpoint {
 		return func(ctx context.Context, req any) (any, error) {
 			rec := record.FromContext(ctx)

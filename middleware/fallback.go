@@ -16,13 +16,10 @@ import (
 // wraps it — to let the call fail.
 type FallbackFunc func(ctx context.Context, req any, err error) (any, error)
 
-// FallbackOption configures Fallback.
-type FallbackOption func(*fallback)
-
 // recoverFallbackPanics turns a panic in the fallback into a *PanicError
 // (component "fallback") for key, joined to the call's error.
-func recoverFallbackPanics(key string) FallbackOption {
-	return func(f *fallback) { f.key, f.recover = key, true }
+func recoverFallbackPanics(key string) Option {
+	return option(func(f *fallback) { f.key, f.recover = key, true })
 }
 
 type fallback struct {
@@ -40,13 +37,9 @@ type fallback struct {
 // error with the failed call's own response (fn's response is dropped),
 // and the record has the fallback's verdict. A nil fn makes Fallback
 // return next unchanged. A successful call never calls fn.
-func Fallback(fn FallbackFunc, opts ...FallbackOption) endpoint.Middleware {
+func Fallback(fn FallbackFunc, opts ...Option) endpoint.Middleware {
 	f := &fallback{fn: fn}
-	for _, o := range opts {
-		if o != nil {
-			o(f)
-		}
-	}
+	applyOptions(f, opts)
 	return func(next endpoint.Endpoint) endpoint.Endpoint {
 		if fn == nil {
 			return next

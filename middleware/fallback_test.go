@@ -9,7 +9,7 @@ import (
 	"github.com/recourse-go/recourse/timeline"
 )
 
-func fallbackChain(fn FallbackFunc, op endpoint.Endpoint, opts ...FallbackOption) endpoint.Endpoint {
+func fallbackChain(fn FallbackFunc, op endpoint.Endpoint, opts ...Option) endpoint.Endpoint {
 	return endpoint.Chain(Observe("k"), Fallback(fn, opts...), Retry(MaxAttempts(2), WithBackoff(BackoffConfig{Multiplier: 1})), Classify(nil))(op)
 }
 

@@ -24,7 +24,7 @@ func scripted(calls *atomic.Int32, errs ...error) endpoint.Endpoint {
 }
 
 // chain builds observe → retry → classify around ep, as the compiler does.
-func chain(ep endpoint.Endpoint, ropts ...RetryOption) endpoint.Endpoint {
+func chain(ep endpoint.Endpoint, ropts ...Option) endpoint.Endpoint {
 	return endpoint.Chain(Observe("test.Key"), Retry(ropts...), Classify(nil))(ep)
 }
 

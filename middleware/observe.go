@@ -7,34 +7,25 @@ import (
 
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
-	"github.com/recourse-go/recourse/internal/clockx"
 	"github.com/recourse-go/recourse/internal/record"
 	"github.com/recourse-go/recourse/timeline"
 )
 
-// ObserveOption configures Observe.
-type ObserveOption func(*observer)
-
-// WithObserver sends the call's events to o. A nil o, a nil pointer or
+// WithObserver (Observe) sends the call's events to o. A nil o, a nil pointer or
 // any other observer that does nothing (see timeline.IsNoop) means none;
 // o is cleaned with timeline.Multi.
-func WithObserver(o timeline.Observer) ObserveOption {
-	return func(ob *observer) { ob.obs = timeline.Multi(o) }
-}
-
-// ObserveClock sets the clock that stamps records (default clock.Real).
-func ObserveClock(c clock.Clock) ObserveOption {
-	return func(ob *observer) { ob.clock = clockx.Or(c) }
+func WithObserver(o timeline.Observer) Option {
+	return option(func(ob *observer) { ob.obs = timeline.Multi(o) })
 }
 
 // withAttributes sets attributes copied into every timeline of the call.
-func withAttributes(attrs map[string]string) ObserveOption {
-	return func(ob *observer) { ob.attrs = attrs }
+func withAttributes(attrs map[string]string) Option {
+	return option(func(ob *observer) { ob.attrs = attrs })
 }
 
 // withPolicyID sets the policy ID shown in timelines.
-func withPolicyID(id string) ObserveOption {
-	return func(ob *observer) { ob.policyID = id }
+func withPolicyID(id string) Option {
+	return option(func(ob *observer) { ob.policyID = id })
 }
 
 type observer struct {
@@ -44,6 +35,8 @@ type observer struct {
 	attrs    map[string]string
 	policyID string
 }
+
+func (ob *observer) setClock(c clock.Clock) { ob.clock = c }
 
 // Observe returns the outermost decorator: it opens the call's timeline
 // for key, lets an observer that implements timeline.ContextObserver make
@@ -59,11 +52,9 @@ type observer struct {
 // try: when nothing inside recorded a try, Observe records the call as
 // attempt 1 with the default verdict (unless ctx was already done, in which
 // case no try ran).
-func Observe(key string, opts ...ObserveOption) endpoint.Middleware {
+func Observe(key string, opts ...Option) endpoint.Middleware {
 	ob := &observer{key: key, clock: clock.Real{}}
-	for _, o := range opts {
-		o(ob)
-	}
+	applyOptions(ob, opts)
 	noop := timeline.IsNoop(ob.obs)
 	var cobs timeline.ContextObserver
 	if !noop {

@@ -144,7 +144,7 @@ func TestObserveCallContextReachesTriesAndEvents(t *testing.T) {
 	obs := &ctxObserver{}
 	fake := clock.NewFake(time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC))
 	var inTries []string
-	ep := endpoint.Chain(Observe("a.B", WithObserver(obs), ObserveClock(fake)),
+	ep := endpoint.Chain(Observe("a.B", WithObserver(obs), WithClock(fake)),
 		Retry(MaxAttempts(2), WithBackoff(BackoffConfig{Initial: time.Microsecond, Max: time.Microsecond, Multiplier: 1})), Classify(nil))(
 		func(ctx context.Context, _ any) (any, error) {
 			v, _ := ctx.Value(spanKey{}).(string)

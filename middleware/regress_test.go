@@ -89,7 +89,7 @@ func TestRegressBudgetsSurviveOddClockReadings(t *testing.T) {
 	for _, r := range oddReadings {
 		t.Run(r.name, func(t *testing.T) {
 			c := &setClock{now: r.at}
-			ratio := newRatioBudget(Ratio(0.1), RatioFloor(0), RatioWindow(10*time.Second), RatioClock(c))
+			ratio := newRatioBudget(Ratio(0.1), RatioFloor(0), RatioWindow(10*time.Second), WithClock(c))
 			if got := takeN(t, ratio, 100); got > 10 {
 				t.Errorf("ratio budget allowed %d extras for 100 firsts at 10%%", got)
 			}
@@ -117,7 +117,7 @@ func TestRegressBudgetsSurviveClockJumpsAndRecover(t *testing.T) {
 		for _, to := range oddReadings {
 			t.Run(fmt.Sprintf("%s_to_%s", from.name, to.name), func(t *testing.T) {
 				c := &setClock{now: from.at}
-				ratio := newRatioBudget(Ratio(0.5), RatioFloor(0), RatioWindow(time.Second), RatioClock(c))
+				ratio := newRatioBudget(Ratio(0.5), RatioFloor(0), RatioWindow(time.Second), WithClock(c))
 				tb := newTokenBucketBudget(3, 10, c)
 				takeN(t, ratio, 10)
 				takeN(t, tb, 1)
@@ -152,7 +152,7 @@ func TestRegressBudgetsSurviveClockJumpsAndRecover(t *testing.T) {
 func TestRegressRatioBudgetSmallBackwardStepKeepsAccounting(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	c := &setClock{now: start}
-	b := newRatioBudget(Ratio(0.1), RatioFloor(0), RatioWindow(10*time.Second), RatioClock(c))
+	b := newRatioBudget(Ratio(0.1), RatioFloor(0), RatioWindow(10*time.Second), WithClock(c))
 	total := 0
 	for i := 0; i < 5; i++ {
 		c.set(start.Add(time.Duration(i) * time.Second))
@@ -170,7 +170,7 @@ func TestRegressBudgetGateOddClocks(t *testing.T) {
 	for _, r := range oddReadings {
 		c := &setClock{now: r.at}
 		for _, b := range []Budget{
-			newRatioBudget(RatioClock(c)),
+			newRatioBudget(WithClock(c)),
 			newTokenBucketBudget(2, 1, c),
 			newThrottleBudget(2, 0.5),
 			UnlimitedBudget{},
@@ -338,7 +338,7 @@ func TestRegressBreakerPanickingStateChange(t *testing.T) {
 // stepping back and forth.
 func TestRegressBudgetsOnFakeClockFromZero(t *testing.T) {
 	f := clock.NewFake(time.Time{})
-	ratio := newRatioBudget(Ratio(0.5), RatioFloor(0), RatioWindow(time.Second), RatioClock(f))
+	ratio := newRatioBudget(Ratio(0.5), RatioFloor(0), RatioWindow(time.Second), WithClock(f))
 	tb := newTokenBucketBudget(2, 10, f)
 	for _, step := range []time.Duration{0, -time.Hour, time.Hour, -time.Millisecond, 100 * 365 * 24 * time.Hour, -200 * 365 * 24 * time.Hour} {
 		f.Advance(step)

@@ -18,32 +18,26 @@ import (
 // server asks to wait longer than the retry loop's MaxPushback allows.
 var ErrPushbackTooLong = errors.New("recourse: server pushback exceeds the policy's limit")
 
-// RetryOption configures Retry.
-type RetryOption func(*retrier)
+// MaxAttempts (Retry) bounds the number of attempts, the first included (≥ 1).
+func MaxAttempts(n int) Option { return option(func(r *retrier) { r.maxAttempts = n }) }
 
-// MaxAttempts bounds the number of attempts, the first included (≥ 1).
-func MaxAttempts(n int) RetryOption { return func(r *retrier) { r.maxAttempts = n } }
-
-// WithBackoff sets the schedule of delays between attempts. Zero fields
+// WithBackoff (Retry) sets the schedule of delays between attempts. Zero fields
 // take defaults as BackoffConfig says: BackoffConfig{Initial: 50 *
 // time.Millisecond} doubles from 50ms up to 250ms.
-func WithBackoff(b BackoffConfig) RetryOption {
-	return func(r *retrier) { r.backoff = b.withDefaults() }
+func WithBackoff(b BackoffConfig) Option {
+	return option(func(r *retrier) { r.backoff = b.withDefaults() })
 }
 
-// RetryClock sets the clock backoff sleeps wait on (default clock.Real).
-func RetryClock(c clock.Clock) RetryOption { return func(r *retrier) { r.clock = clockx.Or(c) } }
-
-// RetryKey names the key and policy ID published in each attempt's
+// RetryKey (Retry) names the key and policy ID published in each attempt's
 // endpoint.AttemptInfo.
-func RetryKey(key, policyID string) RetryOption {
-	return func(r *retrier) { r.key, r.policyID = key, policyID }
+func RetryKey(key, policyID string) Option {
+	return option(func(r *retrier) { r.key, r.policyID = key, policyID })
 }
 
-// MaxPushback caps a server-requested delay (Retry-After, gRPC pushback).
+// MaxPushback (Retry) caps a server-requested delay (Retry-After, gRPC pushback).
 // A longer request ends the call with ErrPushbackTooLong wrapping the last
 // error. Zero means no cap.
-func MaxPushback(d time.Duration) RetryOption { return func(r *retrier) { r.maxPushback = d } }
+func MaxPushback(d time.Duration) Option { return option(func(r *retrier) { r.maxPushback = d }) }
 
 type retrier struct {
 	maxAttempts   int
@@ -52,6 +46,8 @@ type retrier struct {
 	key, policyID string
 	maxPushback   time.Duration
 }
+
+func (r *retrier) setClock(c clock.Clock) { r.clock = c }
 
 func defaultRetrier() *retrier {
 	return &retrier{
@@ -83,11 +79,9 @@ func defaultRetrier() *retrier {
 // Defaults: 3 attempts, 10ms initial backoff doubling to 250ms, full
 // jitter — the same as policy.Defaults(), so that a hand-built chain does
 // not retry in lockstep with its peers.
-func Retry(opts ...RetryOption) endpoint.Middleware {
+func Retry(opts ...Option) endpoint.Middleware {
 	r := defaultRetrier()
-	for _, o := range opts {
-		o(r)
-	}
+	applyOptions(r, opts)
 	if r.maxAttempts < 1 {
 		r.maxAttempts = 1
 	}

@@ -40,7 +40,7 @@ func TestRetryTwoFailuresThenSuccessWithinJitterBounds(t *testing.T) {
 				f := clock.NewFake(time.Unix(0, 0))
 				var calls atomic.Int32
 				ep := chain(scripted(&calls, errFlaky, errFlaky),
-					MaxAttempts(3), RetryClock(f),
+					MaxAttempts(3), WithClock(f),
 					WithBackoff(BackoffConfig{Initial: initial, Max: max, Multiplier: 2, Jitter: j}))
 				ctx, c := recordCall(context.Background())
 				var resp any
@@ -122,7 +122,7 @@ func TestRetryExhaustedReturnsLastRealError(t *testing.T) {
 	var calls atomic.Int32
 	e1, e2 := errors.New("first"), errors.New("second")
 	f := clock.NewFake(time.Unix(0, 0))
-	ep := chain(scripted(&calls, e1, e2, e2), MaxAttempts(2), RetryClock(f))
+	ep := chain(scripted(&calls, e1, e2, e2), MaxAttempts(2), WithClock(f))
 	err := drive(t, f, 1, func() error { _, err := ep(context.Background(), nil); return err })
 	if err != e2 {
 		t.Fatalf("err = %#v, want the op's own last error", err)
@@ -132,7 +132,7 @@ func TestRetryExhaustedReturnsLastRealError(t *testing.T) {
 func TestRetryBackoffSleepReturnsOnCancel(t *testing.T) {
 	f := clock.NewFake(time.Unix(0, 0))
 	var calls atomic.Int32
-	ep := chain(scripted(&calls, errFlaky, errFlaky), MaxAttempts(3), RetryClock(f),
+	ep := chain(scripted(&calls, errFlaky, errFlaky), MaxAttempts(3), WithClock(f),
 		WithBackoff(BackoffConfig{Initial: time.Hour, Max: time.Hour, Multiplier: 2}))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -157,7 +157,7 @@ func TestRetryHonoursPushback(t *testing.T) {
 		}
 		return Verdict{Outcome: timeline.OutcomeSuccess}
 	})
-	ep := endpoint.Chain(Observe("k"), Retry(RetryClock(f)), Classify(pushback))(scripted(&calls, errFlaky))
+	ep := endpoint.Chain(Observe("k"), Retry(WithClock(f)), Classify(pushback))(scripted(&calls, errFlaky))
 	ctx, c := recordCall(context.Background())
 	if err := drive(t, f, 1, func() error { _, err := ep(ctx, nil); return err }); err != nil {
 		t.Fatal(err)
@@ -183,12 +183,12 @@ func TestRetryAloneOnPlainEndpoint(t *testing.T) {
 	// No Classify inside: the loop applies the default rules itself.
 	f := clock.NewFake(time.Unix(0, 0))
 	var calls atomic.Int32
-	ep := Retry(MaxAttempts(3), RetryClock(f))(scripted(&calls, errFlaky))
+	ep := Retry(MaxAttempts(3), WithClock(f))(scripted(&calls, errFlaky))
 	if err := drive(t, f, 1, func() error { _, err := ep(context.Background(), nil); return err }); err != nil {
 		t.Fatal(err)
 	}
 	var seen []int
-	probe := Retry(MaxAttempts(2), RetryClock(f), RetryKey("a.b", ""))(func(ctx context.Context, _ any) (any, error) {
+	probe := Retry(MaxAttempts(2), WithClock(f), RetryKey("a.b", ""))(func(ctx context.Context, _ any) (any, error) {
 		info, _ := endpoint.AttemptFromContext(ctx)
 		seen = append(seen, info.Attempt)
 		return nil, Permanent(errFlaky)

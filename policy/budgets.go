@@ -20,7 +20,7 @@ import (
 // default, except Window.
 type BudgetSpec struct {
 	// Kind is "ratio" (middleware.NewRatioBudget), "token_bucket"
-	// (middleware.NewTokenBucketBudgetWithClock) or "throttle"
+	// (middleware.NewTokenBucketBudget) or "throttle"
 	// (middleware.NewThrottleBudget).
 	Kind string
 	// Ratio (kind ratio) is the retries and hedges allowed per first try
@@ -83,9 +83,9 @@ func (s BudgetSpec) build(c clock.Clock) middleware.Budget {
 			w = defaultRatioWindow
 		}
 		return middleware.NewRatioBudget(middleware.Ratio(s.Ratio), middleware.RatioFloor(s.MinPerSecond),
-			middleware.RatioWindow(w), middleware.RatioClock(c))
+			middleware.RatioWindow(w), middleware.WithClock(c))
 	case "token_bucket":
-		return middleware.NewTokenBucketBudgetWithClock(s.Capacity, s.RefillPerSecond, c)
+		return middleware.NewTokenBucketBudget(s.Capacity, s.RefillPerSecond, middleware.WithClock(c))
 	default:
 		return middleware.NewThrottleBudget(s.MaxTokens, s.TokenRatio)
 	}

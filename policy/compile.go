@@ -111,15 +111,15 @@ func (c *Compiler) Compile(p Policy) (*Compiled, error) {
 
 	add(middleware.Observe(key,
 		middleware.WithObserver(c.Observer),
-		middleware.ObserveClock(c.Clock),
-		mwopt.WithAttributes.(func(map[string]string) middleware.ObserveOption)(c.Attributes),
-		mwopt.WithPolicyID.(func(string) middleware.ObserveOption)(p.ID),
+		middleware.WithClock(c.Clock),
+		mwopt.WithAttributes.(func(map[string]string) middleware.Option)(c.Attributes),
+		mwopt.WithPolicyID.(func(string) middleware.Option)(p.ID),
 	), "observe", "key="+key+idDetail(p.ID))
 
 	if c.Fallback != nil {
-		var fopts []middleware.FallbackOption
+		var fopts []middleware.Option
 		if !c.NoRecover {
-			fopts = append(fopts, mwopt.RecoverFallbackPanics.(func(string) middleware.FallbackOption)(key))
+			fopts = append(fopts, mwopt.RecoverFallbackPanics.(func(string) middleware.Option)(key))
 		}
 		add(middleware.Fallback(c.Fallback, fopts...), "fallback", "on the call's final error")
 	}
@@ -131,7 +131,7 @@ func (c *Compiler) Compile(p Policy) (*Compiled, error) {
 	add(middleware.Retry(
 		middleware.MaxAttempts(r.MaxAttempts),
 		middleware.WithBackoff(middleware.BackoffConfig{Initial: r.InitialBackoff, Max: r.MaxBackoff, Multiplier: r.Multiplier, Jitter: r.Jitter}),
-		middleware.RetryClock(c.Clock),
+		middleware.WithClock(c.Clock),
 		middleware.RetryKey(key, p.ID),
 		middleware.MaxPushback(r.MaxRetryAfter),
 	), "retry", fmt.Sprintf("max_attempts=%d backoff=%v..%v x%g jitter=%s max_retry_after=%v",
@@ -173,9 +173,9 @@ func (c *Compiler) Compile(p Policy) (*Compiled, error) {
 	if r.TimeoutPerAttempt > 0 {
 		add(middleware.Timeout(r.TimeoutPerAttempt), "attempt_timeout", r.TimeoutPerAttempt.String())
 	}
-	var copts []middleware.ClassifyOption
+	var copts []middleware.Option
 	if !c.NoRecover {
-		copts = append(copts, mwopt.RecoverClassifierPanics.(func(string) middleware.ClassifyOption)(key))
+		copts = append(copts, mwopt.RecoverClassifierPanics.(func(string) middleware.Option)(key))
 	}
 	add(middleware.Classify(c.Classifier, copts...), "classify", classifierDetail(p.Classifier))
 
@@ -193,7 +193,7 @@ func (c *Compiler) budgetGate(p Policy, key string) (endpoint.Middleware, string
 	} else if retry == nil {
 		return nil, "", fmt.Errorf("policy %q: budget=%q: %w", key, p.Budget, ErrBudgetNotGiven)
 	}
-	opts := []middleware.BudgetOption{mwopt.BudgetName.(func(string) middleware.BudgetOption)(p.Budget), middleware.BudgetCostPerTry(p.BudgetCost)}
+	opts := []middleware.Option{mwopt.BudgetName.(func(string) middleware.Option)(p.Budget), middleware.BudgetCostPerTry(p.BudgetCost)}
 	detail := fmt.Sprintf("retry_budget=%s cost=%d", orNone(p.Budget), p.BudgetCost)
 	if p.Hedge.Enabled && p.Hedge.Budget != "" {
 		if hedgeB == nil {
@@ -203,7 +203,7 @@ func (c *Compiler) budgetGate(p Policy, key string) (endpoint.Middleware, string
 		detail += " hedge_budget=" + p.Hedge.Budget
 	}
 	if !c.NoRecover {
-		opts = append(opts, mwopt.RecoverBudgetPanics.(func(string) middleware.BudgetOption)(key))
+		opts = append(opts, mwopt.RecoverBudgetPanics.(func(string) middleware.Option)(key))
 	}
 	return middleware.BudgetGate(retry, opts...), detail, nil
 }
@@ -223,9 +223,9 @@ func NewLimiter(bh BulkheadPolicy, clk clock.Clock) middleware.Limiter {
 		return nil
 	case bh.Adaptive:
 		return middleware.NewAdaptiveLimit(middleware.AdaptiveMaxLimit(bh.MaxConcurrent),
-			middleware.AdaptiveMaxWait(bh.MaxWait), middleware.AdaptiveClock(clk))
+			middleware.AdaptiveMaxWait(bh.MaxWait), middleware.WithClock(clk))
 	}
-	return middleware.NewBulkhead(bh.MaxConcurrent, bh.MaxWait, middleware.BulkheadClock(clk))
+	return middleware.NewBulkhead(bh.MaxConcurrent, bh.MaxWait, middleware.WithClock(clk))
 }
 
 func bulkheadDetail(bh BulkheadPolicy) string {

@@ -103,7 +103,7 @@
 //	ratio          ratio (> 0, required), min_per_second (≥ 0; 0 means no floor),
 //	               window (≥ 10ms; 0 or unset means 10s)    → middleware.NewRatioBudget
 //	token_bucket   capacity (≥ 1, required), refill_per_second (≥ 0; 0 means none)
-//	                                                        → middleware.NewTokenBucketBudgetWithClock
+//	                                                        → middleware.NewTokenBucketBudget
 //	throttle       max_tokens (in (0, 1000], required), token_ratio (in (0, 1000], required)
 //	                                                        → middleware.NewThrottleBudget
 //

@@ -135,7 +135,7 @@ type result struct {
 
 func TestChaos(t *testing.T) {
 	ratio := middleware.NewRatioBudget(middleware.Ratio(0.2), middleware.RatioFloor(50))
-	bucket := middleware.NewTokenBucketBudgetWithClock(30, 200, nil)
+	bucket := middleware.NewTokenBucketBudget(30, 200, middleware.WithClock(nil))
 	exec := executor(ratio, bucket)
 
 	var tries, escaped atomic.Int64

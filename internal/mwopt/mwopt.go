@@ -8,26 +8,26 @@
 package mwopt
 
 var (
-	// RecoverBudgetPanics is a func(key string) middleware.BudgetOption:
+	// RecoverBudgetPanics is a func(key string) middleware.Option:
 	// a panicking Budget.Take becomes a *middleware.PanicError naming key.
 	RecoverBudgetPanics any
-	// RecoverClassifierPanics is a func(key string) middleware.ClassifyOption:
+	// RecoverClassifierPanics is a func(key string) middleware.Option:
 	// a panicking classifier becomes a *middleware.PanicError naming key.
 	RecoverClassifierPanics any
-	// RecoverFallbackPanics is a func(key string) middleware.FallbackOption:
+	// RecoverFallbackPanics is a func(key string) middleware.Option:
 	// a panicking fallback becomes a *middleware.PanicError naming key.
 	RecoverFallbackPanics any
 	// StartForced is a func(*middleware.CircuitBreaker): the new breaker
 	// starts held open as by ForceOpen, reporting no transition (it
 	// replaces one an operator held open).
 	StartForced any
-	// BudgetName is a func(name string) middleware.BudgetOption: the
+	// BudgetName is a func(name string) middleware.Option: the
 	// budget's name in observer events.
 	BudgetName any
-	// WithPolicyID is a func(id string) middleware.ObserveOption: the
+	// WithPolicyID is a func(id string) middleware.Option: the
 	// timeline's PolicyID.
 	WithPolicyID any
-	// WithAttributes is a func(map[string]string) middleware.ObserveOption:
+	// WithAttributes is a func(map[string]string) middleware.Option:
 	// attributes set on every timeline.
 	WithAttributes any
 )

@@ -11,13 +11,13 @@ import (
 // linked in, so the type assertions of the compiler and executor hold.
 func TestVariablesAreSet(t *testing.T) {
 	checks := map[string]bool{}
-	_, checks["RecoverBudgetPanics"] = mwopt.RecoverBudgetPanics.(func(string) middleware.BudgetOption)
-	_, checks["RecoverClassifierPanics"] = mwopt.RecoverClassifierPanics.(func(string) middleware.ClassifyOption)
-	_, checks["RecoverFallbackPanics"] = mwopt.RecoverFallbackPanics.(func(string) middleware.FallbackOption)
+	_, checks["RecoverBudgetPanics"] = mwopt.RecoverBudgetPanics.(func(string) middleware.Option)
+	_, checks["RecoverClassifierPanics"] = mwopt.RecoverClassifierPanics.(func(string) middleware.Option)
+	_, checks["RecoverFallbackPanics"] = mwopt.RecoverFallbackPanics.(func(string) middleware.Option)
 	_, checks["StartForced"] = mwopt.StartForced.(func(*middleware.CircuitBreaker))
-	_, checks["BudgetName"] = mwopt.BudgetName.(func(string) middleware.BudgetOption)
-	_, checks["WithPolicyID"] = mwopt.WithPolicyID.(func(string) middleware.ObserveOption)
-	_, checks["WithAttributes"] = mwopt.WithAttributes.(func(map[string]string) middleware.ObserveOption)
+	_, checks["BudgetName"] = mwopt.BudgetName.(func(string) middleware.Option)
+	_, checks["WithPolicyID"] = mwopt.WithPolicyID.(func(string) middleware.Option)
+	_, checks["WithAttributes"] = mwopt.WithAttributes.(func(map[string]string) middleware.Option)
 	for name, ok := range checks {
 		if !ok {
 			t.Errorf("mwopt.%s is not set to the function its comment names", name)

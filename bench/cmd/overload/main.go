@@ -68,7 +68,7 @@ func main() {
 		{"no limit", nil},
 		{"bulkhead 64", func(clock.Clock) limiter { return middleware.NewBulkhead(64, 0) }},
 		{"bulkhead 20", func(clock.Clock) limiter { return middleware.NewBulkhead(20, 0) }},
-		{"adaptive", func(c clock.Clock) limiter { return middleware.NewAdaptiveLimit(middleware.AdaptiveClock(c)) }},
+		{"adaptive", func(c clock.Clock) limiter { return middleware.NewAdaptiveLimit(middleware.WithClock(c)) }},
 	}
 	fmt.Fprintf(w, "| admission | p50 | p99 | p99 ÷ unloaded p99 | goodput (healthy / degraded / all, %% of capacity) | shed | timed out |\n")
 	fmt.Fprintf(w, "| --- | --- | --- | --- | --- | --- | --- |\n")

@@ -76,12 +76,12 @@ func TestLimiterOddConstruction(t *testing.T) {
 			t.Fatalf("InFlight %d after release", b.InFlight())
 		}
 	}
-	for i, o := range [][]middleware.AdaptiveOption{
+	for i, o := range [][]middleware.Option{
 		{middleware.AdaptiveMinLimit(-5), middleware.AdaptiveMaxLimit(-5), middleware.AdaptiveInitialLimit(-5)},
 		{middleware.AdaptiveMinLimit(1 << 40), middleware.AdaptiveMaxLimit(1)},
 		{middleware.AdaptiveWindow(-1, -time.Hour), middleware.AdaptiveMaxWait(-1), middleware.AdaptiveProbeInterval(-1)},
 		{middleware.AdaptiveWindow(math.MaxInt, math.MaxInt64), middleware.AdaptiveMaxWait(math.MaxInt64), middleware.AdaptiveProbeInterval(math.MaxInt64)},
-		{middleware.AdaptiveClock(nil)},
+		{middleware.WithClock(nil)},
 	} {
 		l := middleware.NewAdaptiveLimit(o...)
 		if l.Limit() < 1 {
@@ -102,7 +102,7 @@ func TestLimiterOddConstruction(t *testing.T) {
 
 // math.MaxInt as a ceiling ("as good as unbounded") must still admit.
 func TestAdaptiveHugeLimitsAdmit(t *testing.T) {
-	for i, o := range [][]middleware.AdaptiveOption{
+	for i, o := range [][]middleware.Option{
 		{middleware.AdaptiveMinLimit(math.MaxInt)},
 		{middleware.AdaptiveMinLimit(math.MaxInt), middleware.AdaptiveMaxLimit(1)},
 		{middleware.AdaptiveInitialLimit(math.MaxInt), middleware.AdaptiveMaxLimit(math.MaxInt)},
@@ -120,7 +120,7 @@ func TestAdaptiveHugeLimitsAdmit(t *testing.T) {
 // max_wait has passed on it, and the waiter is refused when it has.
 func TestBulkheadMaxWaitOnFakeClock(t *testing.T) {
 	fc := clock.NewFake(time.Unix(0, 0))
-	b := middleware.NewBulkhead(1, time.Second, middleware.BulkheadClock(fc))
+	b := middleware.NewBulkhead(1, time.Second, middleware.WithClock(fc))
 	r1, err := b.Acquire(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -485,7 +485,7 @@ func TestBudgetsOddClocks(t *testing.T) {
 					t.Errorf("%s: panic %v", name, r)
 				}
 			}()
-			tb := middleware.NewTokenBucketBudgetWithClock(5, 1, c)
+			tb := middleware.NewTokenBucketBudget(5, 1, middleware.WithClock(c))
 			allowed := 0
 			for i := 0; i < 50; i++ {
 				if tb.Take(context.Background(), middleware.Try{Key: "a.b", Kind: middleware.TryRetry, Cost: 1}).Allowed {
@@ -499,7 +499,7 @@ func TestBudgetsOddClocks(t *testing.T) {
 			if allowed > 5+2 && name != "jumping" {
 				t.Errorf("%s: token bucket allowed %d of 50 retries (capacity 5, 1/s)", name, allowed)
 			}
-			rb := middleware.NewRatioBudget(middleware.RatioClock(c))
+			rb := middleware.NewRatioBudget(middleware.WithClock(c))
 			allowed = 0
 			for i := 0; i < 200; i++ {
 				_ = rb.Take(context.Background(), middleware.Try{Key: "a.b", Kind: middleware.TryFirst, Cost: 1})
@@ -528,7 +528,7 @@ func TestBudgetsOddClocks(t *testing.T) {
 					t.Errorf("token bucket %+v: panic %v", tc, r)
 				}
 			}()
-			b := middleware.NewTokenBucketBudgetWithClock(tc.cap, tc.refill, clock.NewFake(time.Unix(0, 0)))
+			b := middleware.NewTokenBucketBudget(tc.cap, tc.refill, middleware.WithClock(clock.NewFake(time.Unix(0, 0))))
 			if !b.Take(context.Background(), middleware.Try{Kind: middleware.TryFirst, Cost: 1}).Allowed {
 				t.Errorf("token bucket %+v refused a first try", tc)
 			}
@@ -542,7 +542,7 @@ func TestBudgetsOddClocks(t *testing.T) {
 
 func TestTokenBucketHugeRefill(t *testing.T) {
 	for _, r := range []float64{math.Inf(1), 1e308} {
-		b := middleware.NewTokenBucketBudgetWithClock(3, r, clock.NewFake(time.Unix(0, 0)))
+		b := middleware.NewTokenBucketBudget(3, r, middleware.WithClock(clock.NewFake(time.Unix(0, 0))))
 		for i := 0; i < 10; i++ {
 			_ = b.Take(context.Background(), middleware.Try{Kind: middleware.TryRetry, Cost: 1})
 		}
