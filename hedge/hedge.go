@@ -12,28 +12,51 @@ import (
 	"github.com/recourse-go/recourse/internal/clockx"
 	"github.com/recourse-go/recourse/internal/lazyctx"
 	"github.com/recourse-go/recourse/internal/record"
+	"github.com/recourse-go/recourse/internal/mwopt"
 	"github.com/recourse-go/recourse/internal/tryctx"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/timeline"
 )
 
-// Option configures the hedging decorator.
-type Option func(*hedger)
+// Option configures New or NewLatencyTrigger. Each option's comment names
+// the constructor that reads it; the other ignores it.
+type Option func(target any)
 
-// MaxHedges bounds the hedges spawned beside one attempt (default 1).
-func MaxHedges(n int) Option { return func(h *hedger) { h.maxHedges = n } }
+// option returns an Option that applies f to targets of type T and leaves
+// any other target alone.
+func option[T any](f func(T)) Option {
+	return func(target any) {
+		if t, ok := target.(T); ok {
+			f(t)
+		}
+	}
+}
 
-// WithClock sets the clock hedge timers run on (default clock.Real).
-func WithClock(c clock.Clock) Option { return func(h *hedger) { h.clock = clockx.Or(c) } }
+// applyOptions applies opts to target, skipping nil ones.
+func applyOptions(target any, opts []Option) {
+	for _, o := range opts {
+		if o != nil {
+			o(target)
+		}
+	}
+}
 
-// RecoverPanics makes a panic on a hedge's goroutine — in the operation,
+// MaxHedges (New) bounds the hedges spawned beside one attempt (default 1).
+func MaxHedges(n int) Option { return option(func(h *hedger) { h.maxHedges = n }) }
+
+// WithClock (New) sets the clock hedge timers run on (default clock.Real).
+func WithClock(c clock.Clock) Option { return option(func(h *hedger) { h.clock = clockx.Or(c) }) }
+
+func init() { mwopt.RecoverHedgePanics = recoverPanics }
+
+// recoverPanics makes a panic on a hedge's goroutine — in the operation,
 // an observer callback or anything else the hedged try runs — end the
 // attempt with a *middleware.PanicError (component "hedge") for key
 // instead of being raised again on the caller's goroutine, the default.
 // Either way the other tries are cancelled and awaited first, and the
 // panic never goes unreported.
-func RecoverPanics(key string) Option {
-	return func(h *hedger) { h.recover, h.key = true, key }
+func recoverPanics(key string) Option {
+	return option(func(h *hedger) { h.recover, h.key = true, key })
 }
 
 type hedger struct {
@@ -50,9 +73,7 @@ type hedger struct {
 // documentation for its behaviour.
 func New(trigger Trigger, opts ...Option) endpoint.Middleware {
 	h := &hedger{trigger: trigger, maxHedges: 1, clock: clock.Real{}}
-	for _, o := range opts {
-		o(h)
-	}
+	applyOptions(h, opts)
 	if h.trigger == nil {
 		h.trigger = FixedDelay(0)
 	}

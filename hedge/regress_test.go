@@ -109,7 +109,7 @@ func TestRegressRecoveredHedgePanicIsAPanicError(t *testing.T) {
 		tr := &tries{byIndex: map[int]func(context.Context) (any, error){0: slowPrimary, 1: c.op}}
 		ep := endpoint.Chain(middleware.Observe("k", middleware.WithObserver(c.obs)),
 			middleware.Retry(middleware.MaxAttempts(3)),
-			New(FixedDelay(time.Millisecond), WithClock(f), RecoverPanics("k")), middleware.Classify(nil))(tr.endpoint)
+			New(FixedDelay(time.Millisecond), WithClock(f), recoverPanics("k")), middleware.Classify(nil))(tr.endpoint)
 		_, p, err := race(t, f, ep, context.Background())
 		if p != nil {
 			t.Fatalf("%s: panicked with %v; with recovery on it must be an error", c.value, p)

@@ -50,31 +50,26 @@ type LatencyTrigger struct {
 	cached   atomic.Int64
 }
 
-// LatencyOption configures a LatencyTrigger.
-type LatencyOption func(*LatencyTrigger)
-
-// MinSamples sets how many samples are needed before the quantile is
+// MinSamples (NewLatencyTrigger) sets how many samples are needed before the quantile is
 // trusted (default 20).
-func MinSamples(n int) LatencyOption { return func(t *LatencyTrigger) { t.minSamples = n } }
+func MinSamples(n int) Option { return option(func(t *LatencyTrigger) { t.minSamples = n }) }
 
-// Fallback sets the delay used before MinSamples samples exist; 0 (the
+// Fallback (NewLatencyTrigger) sets the delay used before MinSamples samples exist; 0 (the
 // default) means do not hedge until then.
-func Fallback(d time.Duration) LatencyOption { return func(t *LatencyTrigger) { t.fallback = d } }
+func Fallback(d time.Duration) Option { return option(func(t *LatencyTrigger) { t.fallback = d }) }
 
-// Floor sets the least delay the trigger returns (default 1ms), so a very
+// Floor (NewLatencyTrigger) sets the least delay the trigger returns (default 1ms), so a very
 // fast key does not hedge on scheduler noise.
-func Floor(d time.Duration) LatencyOption { return func(t *LatencyTrigger) { t.floor = d } }
+func Floor(d time.Duration) Option { return option(func(t *LatencyTrigger) { t.floor = d }) }
 
 // recomputeEvery is how many new samples make the cached quantile stale.
 const recomputeEvery = 16
 
 // NewLatencyTrigger returns a trigger at quantile q (0.99 for p99) of the
 // latencies in tracker.
-func NewLatencyTrigger(tracker *LatencyTracker, q float64, opts ...LatencyOption) *LatencyTrigger {
+func NewLatencyTrigger(tracker *LatencyTracker, q float64, opts ...Option) *LatencyTrigger {
 	t := &LatencyTrigger{tracker: tracker, q: q, minSamples: 20, floor: time.Millisecond}
-	for _, o := range opts {
-		o(t)
-	}
+	applyOptions(t, opts)
 	if t.tracker == nil {
 		t.tracker = NewLatencyTracker(0)
 	}

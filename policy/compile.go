@@ -151,7 +151,7 @@ func (c *Compiler) Compile(p Policy) (*Compiled, error) {
 		}
 		hopts := []hedge.Option{hedge.MaxHedges(hp.MaxHedges), hedge.WithClock(c.Clock)}
 		if !c.NoRecover {
-			hopts = append(hopts, hedge.RecoverPanics(key))
+			hopts = append(hopts, mwopt.RecoverHedgePanics.(func(string) hedge.Option)(key))
 		}
 		add(hedge.New(trig, hopts...), "hedge", hedgeDetail(hp, trig, c.Trigger != nil))
 	}

@@ -17,6 +17,11 @@ var (
 	// RecoverFallbackPanics is a func(key string) middleware.Option:
 	// a panicking fallback becomes a *middleware.PanicError naming key.
 	RecoverFallbackPanics any
+	// RecoverHedgePanics is a func(key string) hedge.Option: a panic on a
+	// hedge's goroutine ends the attempt with a *middleware.PanicError
+	// (component "hedge") for key instead of being raised again on the
+	// caller's goroutine.
+	RecoverHedgePanics any
 	// StartForced is a func(*middleware.CircuitBreaker): the new breaker
 	// starts held open as by ForceOpen, reporting no transition (it
 	// replaces one an operator held open).

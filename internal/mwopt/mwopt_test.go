@@ -3,6 +3,7 @@ package mwopt_test
 import (
 	"testing"
 
+	"github.com/recourse-go/recourse/hedge"
 	"github.com/recourse-go/recourse/internal/mwopt"
 	"github.com/recourse-go/recourse/middleware"
 )
@@ -14,6 +15,7 @@ func TestVariablesAreSet(t *testing.T) {
 	_, checks["RecoverBudgetPanics"] = mwopt.RecoverBudgetPanics.(func(string) middleware.Option)
 	_, checks["RecoverClassifierPanics"] = mwopt.RecoverClassifierPanics.(func(string) middleware.Option)
 	_, checks["RecoverFallbackPanics"] = mwopt.RecoverFallbackPanics.(func(string) middleware.Option)
+	_, checks["RecoverHedgePanics"] = mwopt.RecoverHedgePanics.(func(string) hedge.Option)
 	_, checks["StartForced"] = mwopt.StartForced.(func(*middleware.CircuitBreaker))
 	_, checks["BudgetName"] = mwopt.BudgetName.(func(string) middleware.Option)
 	_, checks["WithPolicyID"] = mwopt.WithPolicyID.(func(string) middleware.Option)
