@@ -12,7 +12,8 @@
 //
 // A panic on a hedge's goroutine never kills the process: the other tries
 // are cancelled and awaited, then the panic is raised again on the
-// caller's goroutine — or, with RecoverPanics, the attempt ends with a
+// caller's goroutine — or, in a chain the executor compiled (unless
+// recourse.WithoutPanicRecovery), the attempt ends with a
 // *middleware.PanicError. A panicking primary try also cancels and awaits
 // its hedges before its panic goes on.
 //

@@ -11,8 +11,8 @@ import (
 	"github.com/recourse-go/recourse/endpoint"
 	"github.com/recourse-go/recourse/internal/clockx"
 	"github.com/recourse-go/recourse/internal/lazyctx"
-	"github.com/recourse-go/recourse/internal/record"
 	"github.com/recourse-go/recourse/internal/mwopt"
+	"github.com/recourse-go/recourse/internal/record"
 	"github.com/recourse-go/recourse/internal/tryctx"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/timeline"
@@ -220,7 +220,7 @@ type group struct {
 // caller's.
 type tryPanic struct {
 	value any
-	err   error // the *middleware.PanicError, under RecoverPanics
+	err   error // the *middleware.PanicError, when recovering panics
 }
 
 // arm starts the timer for the next hedge; g.mu is held.
@@ -469,7 +469,7 @@ func (g *group) primaryDone(outer context.Context, resp any, err error) (any, er
 }
 
 // releaseRecords hands the race's records to the call's timeline and
-// observer. Under RecoverPanics an observer's panic becomes the returned
+// observer. When recovering panics, an observer's panic becomes the returned
 // *middleware.PanicError (component "observer").
 func (g *group) releaseRecords(ctx context.Context, label func(*timeline.AttemptRecord)) (perr error) {
 	if g.h.recover {
