@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
 	"github.com/recourse-go/recourse/hedge"
 	"github.com/recourse-go/recourse/internal/clockx"
@@ -216,7 +217,7 @@ func (e *Executor) limiter(key string, bp policy.BulkheadPolicy) *keyLimiter {
 	if kl, ok := e.limiters[key]; ok && kl.policy == bp {
 		return kl
 	}
-	kl := &keyLimiter{policy: bp, l: policy.NewLimiter(bp, e.opts.Clock)}
+	kl := &keyLimiter{policy: bp, l: newLimiter(bp, e.opts.Clock)}
 	if e.limiters == nil {
 		e.limiters = make(map[string]*keyLimiter)
 	}
@@ -264,3 +265,6 @@ func (e *Executor) knownBreaker(key string) *middleware.CircuitBreaker {
 	}
 	return nil
 }
+
+// newLimiter is the compiler's: the bulkhead a bulkhead policy describes.
+var newLimiter = policyopt.NewLimiter.(func(policy.BulkheadPolicy, clock.Clock) middleware.Limiter)

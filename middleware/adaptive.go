@@ -194,9 +194,9 @@ func (l *AdaptiveLimit) InFlight() int {
 	return l.inflight
 }
 
-// Reference returns the latency the limit takes for "no queueing" (0
+// referenceNow returns the latency the limit takes for "no queueing" (0
 // until the first window has ended).
-func (l *AdaptiveLimit) Reference() time.Duration {
+func (l *AdaptiveLimit) referenceNow() time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.reference

@@ -104,7 +104,7 @@ func TestAdaptiveLimitFindsCapacityUnderBacklog(t *testing.T) {
 	d.run(5 * time.Second) // converge
 	lats := d.run(5 * time.Second)
 	got, avg := l.Limit(), mean(lats)
-	t.Logf("limit %d, mean latency %v, reference %v, throughput %d/s", got, avg, l.Reference(), len(lats)/5)
+	t.Logf("limit %d, mean latency %v, reference %v, throughput %d/s", got, avg, l.referenceNow(), len(lats)/5)
 	if got < 20 || got > 32 {
 		t.Fatalf("limit %d, want near the 20 servers (20..32)", got)
 	}
@@ -148,12 +148,12 @@ func TestAdaptiveLimitProbeRemeasuresASlowerDependency(t *testing.T) {
 	d.run(10 * time.Second)
 	lats := d.run(3 * time.Second)
 	if got := l.Limit(); got < 10 { // a probe may have halved it just now
-		t.Fatalf("limit %d after the dependency slowed to 20ms, want near 20 (reference %v)", got, l.Reference())
+		t.Fatalf("limit %d after the dependency slowed to 20ms, want near 20 (reference %v)", got, l.referenceNow())
 	}
 	if tput := len(lats) / 3; tput < 900 {
 		t.Fatalf("throughput %d/s, want ≥ 90%% of the 1000/s capacity", tput)
 	}
-	if ref := l.Reference(); ref < 18*time.Millisecond || ref > 25*time.Millisecond {
+	if ref := l.referenceNow(); ref < 18*time.Millisecond || ref > 25*time.Millisecond {
 		t.Fatalf("reference %v, want the new 20ms", ref)
 	}
 }

@@ -182,15 +182,15 @@ func droppedTry(ctx context.Context, resp any, err error) bool {
 	return errors.Is(err, ErrBulkheadFull)
 }
 
-// DefaultMaxLimiterKeys bounds the keys PerKey makes limiters for.
-const DefaultMaxLimiterKeys = 1024
+// defaultMaxLimiterKeys bounds the keys PerKey makes limiters for.
+const defaultMaxLimiterKeys = 1024
 
 // PerKey returns a limiter source that makes one Limiter per key with
 // newLimiter, on the key's first use, and hands the same one out after.
 // It is what the transports' server middleware take: pass it
 // func(string) middleware.Limiter { return middleware.NewBulkhead(64, 0) }
 // for a bulkhead per route, or an adaptive limit per method. Keys should
-// be few (routes, methods); past DefaultMaxLimiterKeys distinct keys, the
+// be few (routes, methods); past 1024 distinct keys, the
 // others share one limiter made for the key "" rather than growing memory
 // without bound. A nil newLimiter, or one returning nil, limits nothing.
 func PerKey(newLimiter func(key string) Limiter) func(key string) Limiter {
@@ -214,7 +214,7 @@ func PerKey(newLimiter func(key string) Limiter) func(key string) Limiter {
 		if e, ok := m.Load(key); ok {
 			return e.(entry).l
 		}
-		if n >= DefaultMaxLimiterKeys {
+		if n >= defaultMaxLimiterKeys {
 			if !made {
 				overflow, made = newLimiter(""), true
 			}

@@ -260,11 +260,11 @@ func TestPerKeyMakesOneLimiterPerKeyAndBoundsKeys(t *testing.T) {
 	if src("a") != a || a == b {
 		t.Fatal("same key, different limiters (or different keys, one limiter)")
 	}
-	for i := 0; i < DefaultMaxLimiterKeys+50; i++ {
+	for i := 0; i < defaultMaxLimiterKeys+50; i++ {
 		src(fmt.Sprint("k", i))
 	}
-	if m := made.Load(); m != DefaultMaxLimiterKeys+1 {
-		t.Fatalf("made %d limiters, want %d (the cap plus one shared)", m, DefaultMaxLimiterKeys+1)
+	if m := made.Load(); m != defaultMaxLimiterKeys+1 {
+		t.Fatalf("made %d limiters, want %d (the cap plus one shared)", m, defaultMaxLimiterKeys+1)
 	}
 	if src("x1") != src("x2") {
 		t.Fatal("keys past the cap do not share")

@@ -73,7 +73,7 @@ func TestNormalizeBulkhead(t *testing.T) {
 	if z, _ := (Policy{}).Normalize(); z.Bulkhead.Enabled() {
 		t.Fatal("the zero policy has a bulkhead")
 	}
-	if l := NewLimiter(BulkheadPolicy{}, nil); l != nil {
+	if l := newLimiter(BulkheadPolicy{}, nil); l != nil {
 		t.Fatalf("NewLimiter of no bulkhead = %v", l)
 	}
 }

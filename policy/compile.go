@@ -158,7 +158,7 @@ func (c *Compiler) Compile(p Policy) (*Compiled, error) {
 	if bh := p.Bulkhead; bh.Enabled() {
 		l := c.Limiter
 		if l == nil {
-			l = NewLimiter(bh, c.Clock)
+			l = newLimiter(bh, c.Clock)
 		}
 		add(middleware.Limit(l), "bulkhead", bulkheadDetail(bh))
 	}
@@ -208,13 +208,16 @@ func (c *Compiler) budgetGate(p Policy, key string) (endpoint.Middleware, string
 	return middleware.BudgetGate(retry, opts...), detail, nil
 }
 
-func init() { policyopt.BreakerConfig = breakerConfig }
+func init() {
+	policyopt.BreakerConfig = breakerConfig
+	policyopt.NewLimiter = newLimiter
+}
 
-// NewLimiter returns the bulkhead a bulkhead policy describes, on clk (nil:
+// newLimiter returns the bulkhead a bulkhead policy describes, on clk (nil:
 // the real clock): a middleware.Bulkhead, or a middleware.AdaptiveLimit
 // with MaxConcurrent as its ceiling. The policy is normalized first; a
 // policy that enables no bulkhead gives nil.
-func NewLimiter(bh BulkheadPolicy, clk clock.Clock) middleware.Limiter {
+func newLimiter(bh BulkheadPolicy, clk clock.Clock) middleware.Limiter {
 	p := Policy{Bulkhead: bh}
 	p, _ = p.Normalize()
 	bh = p.Bulkhead

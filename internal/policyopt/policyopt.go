@@ -10,3 +10,9 @@ package policyopt
 // for key's circuit policy (without a state-change callback), so that the
 // executor's shared breakers are configured exactly as the compiler's.
 var BreakerConfig any
+
+// NewLimiter is a func(bh policy.BulkheadPolicy, clk clock.Clock)
+// middleware.Limiter: the bulkhead a bulkhead policy describes (nil when
+// it enables none), so that the executor's shared limiters are made
+// exactly as the compiler's.
+var NewLimiter any

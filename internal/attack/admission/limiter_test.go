@@ -12,6 +12,7 @@ import (
 
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/endpoint"
+	"github.com/recourse-go/recourse/internal/policyopt"
 	"github.com/recourse-go/recourse/middleware"
 	"github.com/recourse-go/recourse/policy"
 )
@@ -29,8 +30,8 @@ func limiters() []limiterCase {
 		{"zeroBulkhead", &middleware.Bulkhead{}},
 		{"Adaptive", middleware.NewAdaptiveLimit(middleware.AdaptiveMaxWait(time.Second))},
 		{"zeroAdaptive", &middleware.AdaptiveLimit{}},
-		{"policyFixed", policy.NewLimiter(policy.BulkheadPolicy{MaxConcurrent: 5}, nil)},
-		{"policyAdaptive", policy.NewLimiter(policy.BulkheadPolicy{Adaptive: true}, nil)},
+		{"policyFixed", newLimiter(policy.BulkheadPolicy{MaxConcurrent: 5}, nil)},
+		{"policyAdaptive", newLimiter(policy.BulkheadPolicy{Adaptive: true}, nil)},
 	}
 }
 
@@ -299,3 +300,6 @@ func TestLimitNilReleaseDoesNotPanic(t *testing.T) {
 	ep := middleware.Limit(hostileLimiter{})(endpoint.Nop)
 	_, _ = ep(context.Background(), nil)
 }
+
+// newLimiter is the limiter the compiler makes for a bulkhead policy.
+var newLimiter = policyopt.NewLimiter.(func(policy.BulkheadPolicy, clock.Clock) middleware.Limiter)
