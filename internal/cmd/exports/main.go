@@ -7,6 +7,13 @@
 //
 //	go run ./internal/cmd/exports [-list]
 //
+// The list of the module's exported identifiers is kept in api.txt beside
+// this file, and a test fails when the surface differs from it, so that
+// every change to the public API is a deliberate one that shows in review.
+// After such a change, write the file anew:
+//
+//	go run ./internal/cmd/exports -list > internal/cmd/exports/api.txt
+//
 // Packages under internal/, cmd/, examples/ and bench/, package main and
 // test files are left out.
 package main
@@ -25,17 +32,47 @@ import (
 )
 
 func main() {
-	list := flag.Bool("list", false, "print every exported identifier")
+	list := flag.Bool("list", false, "print every exported identifier, then the counts")
 	flag.Parse()
+	names, counts, err := surface(".")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "exports:", err)
+		os.Exit(1)
+	}
+	if *list {
+		for _, n := range names {
+			fmt.Println(n)
+		}
+	}
+	fmt.Println(summary(counts))
+}
+
+// summary renders the counts on one line.
+func summary(counts map[string]int) string {
+	var b strings.Builder
+	total := 0
+	for _, k := range []string{"func", "method", "type", "var", "const"} {
+		fmt.Fprintf(&b, "%s %d, ", k, counts[k])
+		total += counts[k]
+	}
+	fmt.Fprintf(&b, "total %d (and %d exported struct fields)", total, counts["field"])
+	return b.String()
+}
+
+// surface walks the module rooted at root and returns its exported
+// identifiers, sorted, one "kind package.name" line each, and their counts
+// by kind.
+func surface(root string) ([]string, map[string]int, error) {
 	counts := map[string]int{}
 	var names []string
 	fset := token.NewFileSet()
-	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if d.IsDir() {
-			if path != "." && (skipDir(path) || hasGoMod(path)) {
+			rel, _ := filepath.Rel(root, path)
+			if rel != "." && (skipDir(rel) || hasGoMod(path)) {
 				return filepath.SkipDir
 			}
 			return nil
@@ -50,7 +87,11 @@ func main() {
 		if f.Name.Name == "main" {
 			return nil
 		}
-		pkg := filepath.ToSlash(filepath.Dir(path))
+		rel, _ := filepath.Rel(root, filepath.Dir(path))
+		pkg := filepath.ToSlash(rel)
+		if pkg == "." {
+			pkg = "recourse"
+		}
 		add := func(kind, name string) {
 			counts[kind]++
 			names = append(names, fmt.Sprintf("%-8s %s.%s", kind, pkg, name))
@@ -99,22 +140,8 @@ func main() {
 		}
 		return nil
 	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "exports:", err)
-		os.Exit(1)
-	}
-	if *list {
-		sort.Strings(names)
-		for _, n := range names {
-			fmt.Println(n)
-		}
-	}
-	total := 0
-	for _, k := range []string{"func", "method", "type", "var", "const"} {
-		fmt.Printf("%s %d, ", k, counts[k])
-		total += counts[k]
-	}
-	fmt.Printf("total %d (and %d exported struct fields)\n", total, counts["field"])
+	sort.Strings(names)
+	return names, counts, err
 }
 
 func skipDir(path string) bool {
