@@ -20,4 +20,17 @@
 // try's error in a *ClassifiedError carrying its Verdict, and outer
 // decorators read it with VerdictOf. The error a caller finally receives is
 // the operation's own error, unwrapped from the verdict.
+//
+// Start with the decorator a concern needs and chain them with
+// endpoint.Chain in the order above; most users let the executor of the
+// root package compile the chain from a policy instead. Constructors take
+// values of one Option type; each option names the constructor that reads
+// it, and WithClock (a clock.Fake in tests) is read by every one that
+// keeps time:
+//
+//	chain := endpoint.Chain(
+//		middleware.Observe("inventory.Get", middleware.WithClock(clk)),
+//		middleware.Retry(middleware.MaxAttempts(3), middleware.WithClock(clk)),
+//		middleware.Classify(nil),
+//	)
 package middleware
