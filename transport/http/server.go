@@ -3,6 +3,8 @@ package rhttp
 import (
 	"context"
 	"errors"
+	"math"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"time"
@@ -26,8 +28,12 @@ func ShedKey(f func(*http.Request) string) ServerOption {
 }
 
 // ShedRetryAfter sets the delay a shed request is told to wait before
-// trying again, sent as Retry-After in whole seconds, rounded up (default
-// 1s; 0 or less sends no Retry-After).
+// trying again (default 1s; 0 or less sends no Retry-After). So that
+// clients shed together do not all come back together, each refusal
+// draws its delay uniformly from [d, 1.25 d] and sends it as Retry-After
+// in whole seconds: rounded at random, up with the probability of the
+// fraction, so the seconds sent average the delay drawn; never less than
+// d rounded up.
 func ShedRetryAfter(d time.Duration) ServerOption {
 	return func(s *Shedder) { s.retryAfter = d }
 }
@@ -54,7 +60,6 @@ type Shedder struct {
 	limiters   func(key string) middleware.Limiter
 	key        func(*http.Request) string
 	retryAfter time.Duration
-	header     string // Retry-After value, made once
 	onShed     func(*http.Request, string, error)
 }
 
@@ -68,10 +73,6 @@ func NewShedder(limiters func(key string) middleware.Limiter, opts ...ServerOpti
 		if o != nil {
 			o(s)
 		}
-	}
-	if s.retryAfter > 0 {
-		secs := (s.retryAfter + time.Second - 1) / time.Second
-		s.header = strconv.FormatInt(int64(secs), 10)
 	}
 	return s
 }
@@ -109,8 +110,8 @@ func (s *Shedder) serve(key string, next http.Handler, w http.ResponseWriter, r 
 		if s.onShed != nil {
 			s.onShed(r, key, err)
 		}
-		if s.header != "" {
-			w.Header().Set("Retry-After", s.header)
+		if s.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(s.retryAfter, rand.Float64(), rand.Float64()), 10))
 		}
 		msg := "overloaded: retry later"
 		if ctx.Err() != nil && !errors.Is(err, middleware.ErrBulkheadFull) {
@@ -124,6 +125,20 @@ func (s *Shedder) serve(key string, next http.Handler, w http.ResponseWriter, r 
 	}
 	defer func() { release(contextEnded(ctx)) }()
 	next.ServeHTTP(w, r)
+}
+
+// retryAfterSeconds draws the whole seconds of one Retry-After for a
+// delay of d from two uniform numbers in [0, 1): spread picks the delay in
+// [d, 1.25 d], round rounds it (up with the probability of its fraction of
+// a second). The result is never below d rounded up.
+func retryAfterSeconds(d time.Duration, spread, round float64) int64 {
+	least := int64((d + time.Second - 1) / time.Second)
+	secs := (float64(d) + spread*float64(d)/4) / float64(time.Second)
+	whole := math.Floor(secs)
+	if round < secs-whole {
+		whole++
+	}
+	return max(least, int64(whole))
 }
 
 // contextEnded reports whether ctx is done.
