@@ -12,6 +12,7 @@ import (
 	"github.com/recourse-go/recourse/internal/clockx"
 	"github.com/recourse-go/recourse/internal/lazyctx"
 	"github.com/recourse-go/recourse/internal/mwopt"
+	"github.com/recourse-go/recourse/internal/optfunc"
 	"github.com/recourse-go/recourse/internal/record"
 	"github.com/recourse-go/recourse/internal/tryctx"
 	"github.com/recourse-go/recourse/middleware"
@@ -24,22 +25,10 @@ type Option func(target any)
 
 // option returns an Option that applies f to targets of type T and leaves
 // any other target alone.
-func option[T any](f func(T)) Option {
-	return func(target any) {
-		if t, ok := target.(T); ok {
-			f(t)
-		}
-	}
-}
+func option[T any](f func(T)) Option { return optfunc.For[Option](f) }
 
 // applyOptions applies opts to target, skipping nil ones.
-func applyOptions(target any, opts []Option) {
-	for _, o := range opts {
-		if o != nil {
-			o(target)
-		}
-	}
-}
+func applyOptions(target any, opts []Option) { optfunc.Apply(target, opts) }
 
 // MaxHedges (New) bounds the hedges spawned beside one attempt (default 1).
 func MaxHedges(n int) Option { return option(func(h *hedger) { h.maxHedges = n }) }

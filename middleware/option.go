@@ -3,6 +3,7 @@ package middleware
 import (
 	"github.com/recourse-go/recourse/clock"
 	"github.com/recourse-go/recourse/internal/clockx"
+	"github.com/recourse-go/recourse/internal/optfunc"
 )
 
 // Option configures a constructor of this package. Each option's comment
@@ -12,22 +13,10 @@ type Option func(target any)
 
 // option returns an Option that applies f to targets of type T and leaves
 // any other target alone.
-func option[T any](f func(T)) Option {
-	return func(target any) {
-		if t, ok := target.(T); ok {
-			f(t)
-		}
-	}
-}
+func option[T any](f func(T)) Option { return optfunc.For[Option](f) }
 
 // applyOptions applies opts to target, skipping nil ones.
-func applyOptions(target any, opts []Option) {
-	for _, o := range opts {
-		if o != nil {
-			o(target)
-		}
-	}
-}
+func applyOptions(target any, opts []Option) { optfunc.Apply(target, opts) }
 
 // clocked is a target that keeps time.
 type clocked interface{ setClock(clock.Clock) }
