@@ -76,6 +76,12 @@ var cancelCtxKey = func() any {
 	return p.key
 }()
 
+// IsCancelCtxKey reports whether k is the key under which the context
+// package looks up a context's nearest standard cancel context (for
+// context.Cause and to register a derived context). A context that stands
+// in for a standard cancel context answers it with one (see Ctx.Value).
+func IsCancelCtxKey(k any) bool { return cancelCtxKey != nil && k == cancelCtxKey }
+
 type probe struct {
 	context.Context
 	key any

@@ -398,3 +398,42 @@ func TestFinalFailedBodyFollowsTheCaller(t *testing.T) {
 		t.Fatal("the body did not end with the caller's context")
 	}
 }
+
+// allocsPerGet counts the allocations of one GET through c (the body
+// read and closed), a new URL per call as memBase needs.
+func allocsPerGet(t *testing.T, ctx context.Context, c *http.Client) float64 {
+	t.Helper()
+	i := 0
+	buf := make([]byte, 2)
+	return testing.AllocsPerRun(200, func() {
+		i++
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://memory/x?c="+itoa(i), nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.ReadFull(resp.Body, buf)
+		resp.Body.Close()
+	})
+}
+
+// In memory, where the base never waits on the request's context, a
+// successful call costs recourse two allocations over net/http's own: the
+// call (with its first try, request copy and body inside) and the
+// attempt's context. The try's context is not armed (no cancel context,
+// no cancel function), under a caller's context that can be cancelled or
+// not.
+func TestMemorySuccessAllocations(t *testing.T) {
+	cctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, ctx := range []context.Context{context.Background(), cctx} {
+		plain := &http.Client{Transport: &memBase{seen: map[string]bool{}}}
+		exec := recourse.NewExecutor(recourse.WithPolicy("k", policy.MaxAttempts(2)))
+		rc := &http.Client{Transport: NewTransport(exec, "k", &memBase{seen: map[string]bool{}})}
+		floor, got := allocsPerGet(t, ctx, plain), allocsPerGet(t, ctx, rc)
+		t.Logf("net/http %.1f, recourse %.1f allocations per call", floor, got)
+		if got-floor > 2 {
+			t.Errorf("recourse: %.1f allocations over net/http's %.1f; want at most 2", got-floor, floor)
+		}
+	}
+}

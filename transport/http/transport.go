@@ -341,7 +341,7 @@ func (t *Transport) attempt(ctx context.Context, request any) (any, error) {
 			// The try's context ended: that is why it failed, even when
 			// the base reports what followed (a request body closed under
 			// it), as net/http reports the context's cause.
-			if cause := context.Cause(&tr.ctx); !errors.Is(err, cause) {
+			if cause := tr.ctx.endCause(); !errors.Is(err, cause) {
 				err = fmt.Errorf("%w (%w)", cause, err)
 			}
 		}
@@ -360,7 +360,7 @@ func (t *Transport) attempt(ctx context.Context, request any) (any, error) {
 	}
 	// The chain cancels the contexts of a failed try when it returns, but
 	// a final failed status goes back to the caller with its body unread.
-	tr.detach(c.req.Context())
+	tr.detach()
 	r := newResponse(hr, tr)
 	se := &tr.se
 	se.Code, se.Status = hr.StatusCode, hr.Status
