@@ -95,8 +95,9 @@ func ParsePushback(md metadata.MD) (d time.Duration, retry, ok bool) {
 
 // classify turns a try's error and trailer into the error the chain's
 // rules understand: retryable codes as *CodeError (with pushback), all
-// other codes marked permanent.
-func classify(err error, trailer metadata.MD) error {
+// other codes marked permanent. The *CodeError is ce when it is not nil
+// (a try's own, held in its result), a new one otherwise.
+func classify(err error, trailer metadata.MD, ce *CodeError) error {
 	if err == nil {
 		return nil
 	}
@@ -104,7 +105,10 @@ func classify(err error, trailer metadata.MD) error {
 	if !isStatus {
 		return err // not from gRPC: default rules
 	}
-	ce := &CodeError{Err: err, Code: st.Code()}
+	if ce == nil {
+		ce = new(CodeError)
+	}
+	*ce = CodeError{Err: err, Code: st.Code()}
 	d, retry, has := ParsePushback(trailer)
 	if !retry {
 		return middleware.Permanent(ce)
@@ -125,13 +129,17 @@ func classify(err error, trailer metadata.MD) error {
 // caller's cancellation or deadline aborts the call, the try's own
 // deadline is a retryable timeout — rather than a non-retryable failure
 // of the server.
-func classifyTry(ctx context.Context, err error, trailer metadata.MD) error {
+func classifyTry(ctx context.Context, err error, trailer metadata.MD, ce *CodeError) error {
 	if err != nil && ctx.Err() != nil {
 		if st, ok := status.FromError(err); ok && (st.Code() == codes.Canceled || st.Code() == codes.DeadlineExceeded) {
-			return &CodeError{Err: err, Code: st.Code()}
+			if ce == nil {
+				ce = new(CodeError)
+			}
+			*ce = CodeError{Err: err, Code: st.Code()}
+			return ce
 		}
 	}
-	return classify(err, trailer)
+	return classify(err, trailer, ce)
 }
 
 // original returns the status error a try produced, for the caller.

@@ -191,6 +191,7 @@ type unaryResult struct {
 
 	trailerOpt grpc.TrailerCallOption
 	optBuf     [4]grpc.CallOption // the try's call options, when they fit
+	ce         CodeError          // the try's error, when it failed with a status
 }
 
 // deliver copies r's values into the caller's variables: the reply only
@@ -324,7 +325,7 @@ func unaryAttempt(ctx context.Context, request any) (any, error) {
 	c.last = r
 	c.mu.Unlock()
 	if err != nil {
-		return r, classifyTry(ctx, err, r.trailer)
+		return r, classifyTry(ctx, err, r.trailer, &r.ce)
 	}
 	return r, nil
 }

@@ -292,10 +292,10 @@ func TestPushbackParsing(t *testing.T) {
 		t.Errorf("status name %q", got)
 	}
 	orig := status.Error(codes.Unavailable, "x")
-	if got := original(classify(orig, nil)); got != orig {
+	if got := original(classify(orig, nil, nil)); got != orig {
 		t.Errorf("original = %v, want the status error itself", got)
 	}
-	if perm := classify(status.Error(codes.NotFound, "y"), nil); status.Code(original(perm)) != codes.NotFound {
+	if perm := classify(status.Error(codes.NotFound, "y"), nil, nil); status.Code(original(perm)) != codes.NotFound {
 		t.Errorf("permanent status lost: %v", perm)
 	}
 }

@@ -216,7 +216,7 @@ func openAttempt(ctx context.Context, request any) (any, error) {
 	ctx = withPreviousAttempts(ctx, o.tries.Add(1)-1)
 	cs, err := o.streamer(ctx, o.desc, o.cc, o.method, opts...)
 	if err != nil {
-		return nil, classifyTry(ctx, err, trailer)
+		return nil, classifyTry(ctx, err, trailer, nil)
 	}
 	return &openStream{ClientStream: cs, single: !o.desc.ServerStreams, finish: tf}, nil
 }
@@ -229,12 +229,12 @@ func firstAttempt(ctx context.Context, request any) (any, error) {
 	ctx = withPreviousAttempts(ctx, o.tries.Add(1)-1)
 	cs, err := o.streamer(ctx, o.desc, o.cc, o.method, opts...)
 	if err != nil {
-		return nil, classifyTry(ctx, err, nil)
+		return nil, classifyTry(ctx, err, nil, nil)
 	}
 	s := &openStream{ClientStream: cs, single: !o.desc.ServerStreams, finish: tf}
 	fail := func(err error) (any, error) {
 		s.Discard()
-		return nil, classifyTry(ctx, err, cs.Trailer())
+		return nil, classifyTry(ctx, err, cs.Trailer(), nil)
 	}
 	for _, m := range o.sent {
 		if err := cs.SendMsg(m); err != nil && !errors.Is(err, io.EOF) {
