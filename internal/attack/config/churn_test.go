@@ -152,10 +152,10 @@ func (r *reentrant) again(key string) {
 	r.e.Breaker(key)
 	r.e.Keys()
 }
-func (r *reentrant) OnPolicyProblem(ev timeline.PolicyProblem)     { r.again(ev.Key) }
+func (r *reentrant) OnPolicyProblem(ev timeline.PolicyProblem)        { r.again(ev.Key) }
 func (r *reentrant) OnStart(_ context.Context, k string, _ time.Time) { r.again("other.K") }
-func (r *reentrant) OnPolicyReload(timeline.PolicyReload)          { r.again("svc.A") }
-func (r *reentrant) OnBreakerState(ev timeline.BreakerStateChange) { r.again(ev.Key) }
+func (r *reentrant) OnPolicyReload(timeline.PolicyReload)             { r.again("svc.A") }
+func (r *reentrant) OnBreakerState(ev timeline.BreakerStateChange)    { r.again(ev.Key) }
 
 func TestObserverCallsBackIntoExecutor(t *testing.T) {
 	path := tempPolicy(t, "p.yaml", "policies:\n  svc.A: {budget: ghost, retry: {max_attempts: 1}, circuit: {enabled: true, consecutive_failures: 1, cooldown: 1m}}\n")

@@ -117,8 +117,10 @@ func TestFileBrokenShapesKeepLastGood(t *testing.T) {
 			os.Chmod(path, 0)
 		},
 		"unknown field": func(t *testing.T, path string) { writeFile(t, path, goodV2+"    bogus: 1\n") },
-		"bad budget":    func(t *testing.T, path string) { writeFile(t, path, strings.Replace(goodV2, "capacity: 5", "capacity: 0", 1)) },
-		"second doc":    func(t *testing.T, path string) { writeFile(t, path, goodV2+"---\n"+goodV2) },
+		"bad budget": func(t *testing.T, path string) {
+			writeFile(t, path, strings.Replace(goodV2, "capacity: 5", "capacity: 0", 1))
+		},
+		"second doc": func(t *testing.T, path string) { writeFile(t, path, goodV2+"---\n"+goodV2) },
 	}
 	for name, breakIt := range shapes {
 		t.Run(name, func(t *testing.T) {

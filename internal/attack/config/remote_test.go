@@ -78,15 +78,21 @@ func newRP(t *testing.T, url string, opts ...policy.FileOption) *policy.RemotePr
 // The first fetch must succeed: error statuses, empty bodies, 304 and garbage are errors.
 func TestRemoteFirstFetchMustSucceed(t *testing.T) {
 	for name, h := range map[string]http.HandlerFunc{
-		"500":          status(500),
-		"429":          status(429),
-		"404":          status(404),
-		"304":          status(304),
-		"204":          status(204),
-		"empty 200":    func(w http.ResponseWriter, r *http.Request) {},
-		"garbage 200":  func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "<html>oops</html>\x00\x01") },
-		"html as yaml": func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Content-Type", "text/html"); fmt.Fprint(w, "<html><body>login</body></html>") },
-		"json lies":    func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Content-Type", "application/json"); fmt.Fprint(w, goodV1) },
+		"500":         status(500),
+		"429":         status(429),
+		"404":         status(404),
+		"304":         status(304),
+		"204":         status(204),
+		"empty 200":   func(w http.ResponseWriter, r *http.Request) {},
+		"garbage 200": func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "<html>oops</html>\x00\x01") },
+		"html as yaml": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			fmt.Fprint(w, "<html><body>login</body></html>")
+		},
+		"json lies": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, goodV1)
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			srv := newPolicyServer(t, h)
@@ -534,5 +540,57 @@ func TestProviderTimeoutHangingProvider(t *testing.T) {
 	e2.Do(ctx, "k.h2", func(context.Context) error { return nil })
 	if el := time.Since(start); el > time.Second {
 		t.Errorf("caller's deadline did not end the wait: %v", el)
+	}
+}
+
+// A bad set served with its own ETag: the next poll must send the ETag of the
+// last GOOD set, so a 304 from a server still serving the bad set (matching
+// its own ETag) cannot clear the staleness.
+func TestRemoteBadSetETagNotReused(t *testing.T) {
+	srv := newPolicyServer(t, serveYAML(goodV1, `"good"`))
+	rp := newRP(t, srv.URL+"/p")
+	srv.set(serveYAML("policies: {svc.A: {retry: {max_attempts: -1}}}\n", `"bad"`))
+	if rp.Reload() == nil {
+		t.Fatal("bad set accepted")
+	}
+	rp.Reload() // the server still serves the bad set
+	srv.mu.Lock()
+	last := srv.inm[len(srv.inm)-1]
+	srv.mu.Unlock()
+	if last != `"good"` {
+		t.Errorf("If-None-Match after a bad set: %q, want the last good ETag", last)
+	}
+	if rp.Err() == nil || !strings.Contains(rp.Source(), "stale") {
+		t.Errorf("a bad set still served looks healthy: Err %v Source %q", rp.Err(), rp.Source())
+	}
+}
+
+// Weak ETags are echoed verbatim.
+func TestRemoteWeakETag(t *testing.T) {
+	srv := newPolicyServer(t, serveYAML(goodV1, `W/"w1"`))
+	rp := newRP(t, srv.URL+"/p")
+	hits := srv.hits.Load()
+	if err := rp.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	srv.mu.Lock()
+	last := srv.inm[len(srv.inm)-1]
+	srv.mu.Unlock()
+	if last != `W/"w1"` || srv.hits.Load() != hits+1 {
+		t.Errorf("If-None-Match %q", last)
+	}
+}
+
+// The first fetch is bounded by FetchTimeout too.
+func TestRemoteFirstFetchHangBounded(t *testing.T) {
+	srv := newPolicyServer(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+	start := time.Now()
+	rp, err := policy.NewRemoteProvider(srv.URL+"/p", policy.WatchInterval(0), policy.FetchTimeout(80*time.Millisecond))
+	if err == nil {
+		rp.Close()
+		t.Fatal("hang accepted")
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("first fetch took %v", el)
 	}
 }
