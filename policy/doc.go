@@ -83,7 +83,8 @@
 //
 // Parse is strict, and reports every problem, not only the first: an
 // unknown field, a value of the wrong type, a key or field given twice (in
-// JSON as in YAML), and the hard errors of Validate (a negative duration or
+// JSON as in YAML; YAML 1.1's merge key << is not accepted, since it lets
+// a field be given twice unseen — anchors and aliases are), and the hard errors of Validate (a negative duration or
 // count, an unknown jitter, hedging with no delay, quantile or trigger) are
 // each a *FieldError naming the key (or budget), the field and the value,
 // joined one per line. An empty or comment-only file is ErrNoPolicies,

@@ -83,17 +83,26 @@ const DefaultSection = "default"
 // policies use exist: names may be registered in code. The recourse
 // command's check does (see cmd/recourse).
 func Parse(data []byte, format Format) (*PolicySet, error) {
-	var doc any
+	var (
+		doc  any
+		errs []error // problems that do not stop the reading: all are reported
+	)
 	switch format {
 	case JSON:
 		var err error
-		if doc, err = decodeJSON(bytes.TrimPrefix(data, []byte("\ufeff"))); err != nil { // a BOM, as YAML allows
+		if doc, err = decodeJSON(bytes.TrimPrefix(data, []byte("\ufeff")), &errs); err != nil { // a BOM, as YAML allows
 			return nil, fmt.Errorf("recourse/policy: JSON: %w", err)
+		}
+		for i, e := range errs {
+			errs[i] = fmt.Errorf("recourse/policy: JSON: %w", e)
 		}
 	default:
 		var err error
-		if doc, err = decodeYAML(data); err != nil {
+		if doc, err = decodeYAML(data, &errs); err != nil {
 			return nil, fmt.Errorf("recourse/policy: YAML: %w", err)
+		}
+		for i, e := range errs {
+			errs[i] = fmt.Errorf("recourse/policy: YAML: %w", e)
 		}
 	}
 	if doc == nil {
@@ -103,7 +112,6 @@ func Parse(data []byte, format Format) (*PolicySet, error) {
 	if !ok {
 		return nil, fmt.Errorf("recourse/policy: the file must be a mapping with 'default', 'policies' and 'budgets', got %s", kind(doc))
 	}
-	var errs []error
 	set := &PolicySet{Policies: map[Key]Policy{}}
 	base := Defaults()
 	for _, name := range sortedKeys(top) {
@@ -194,7 +202,7 @@ const maxDepth = 64
 // (numbers as json.Number), except that it rejects a key repeated in an
 // object, naming it and where, as YAML does, and anything after the
 // document. An empty document decodes to nil.
-func decodeJSON(data []byte) (any, error) {
+func decodeJSON(data []byte, problems *[]error) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	tok, err := dec.Token()
@@ -204,7 +212,7 @@ func decodeJSON(data []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	doc, err := jsonValue(dec, tok, "", 0)
+	doc, err := jsonValue(dec, tok, "", 0, problems)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +226,9 @@ func decodeJSON(data []byte) (any, error) {
 }
 
 // jsonValue decodes the value that starts with tok at path.
-func jsonValue(dec *json.Decoder, tok json.Token, path string, depth int) (any, error) {
+// A key given twice is added to problems (its later value is read and
+// dropped), so that every other problem of the file is still reported.
+func jsonValue(dec *json.Decoder, tok json.Token, path string, depth int, problems *[]error) (any, error) {
 	delim, ok := tok.(json.Delim)
 	if !ok {
 		return tok, nil // a string, json.Number, bool or nil
@@ -242,14 +252,19 @@ func jsonValue(dec *json.Decoder, tok json.Token, path string, depth int) (any, 
 				return nil, err
 			}
 			k, _ := tok.(string) // dec.Token checks that object keys are strings
-			if _, dup := m[k]; dup {
-				return nil, fmt.Errorf("duplicate key %q in %s", k, where(path))
+			_, dup := m[k]
+			if dup {
+				*problems = append(*problems, fmt.Errorf("duplicate key %q in %s", k, where(path)))
 			}
 			if tok, err = next(); err != nil {
 				return nil, err
 			}
-			if m[k], err = jsonValue(dec, tok, join(path, k), depth+1); err != nil {
+			v, err := jsonValue(dec, tok, join(path, k), depth+1, problems)
+			if err != nil {
 				return nil, err
+			}
+			if !dup {
+				m[k] = v
 			}
 		}
 		_, err := next() // '}'
@@ -261,7 +276,7 @@ func jsonValue(dec *json.Decoder, tok json.Token, path string, depth int) (any, 
 			if err != nil {
 				return nil, err
 			}
-			v, err := jsonValue(dec, tok, path+"["+strconv.Itoa(i)+"]", depth+1)
+			v, err := jsonValue(dec, tok, path+"["+strconv.Itoa(i)+"]", depth+1, problems)
 			if err != nil {
 				return nil, err
 			}
@@ -287,27 +302,141 @@ func where(path string) string {
 	return strconv.Quote(path)
 }
 
-// decodeYAML decodes a YAML stream into an any; yaml.v3 rejects duplicate
-// keys and excessive aliasing. A stream with more than one non-empty
-// document is an error (all but one would be silently ignored); an empty
-// one decodes to nil.
-func decodeYAML(data []byte) (any, error) {
+// decodeYAML decodes a YAML stream into an any. A stream with more than
+// one non-empty document is an error (all but one would be silently
+// ignored); an empty one decodes to nil. The document is parsed into
+// yaml.v3's nodes and turned into values here (see yamlValue): yaml.v3's
+// own decoding checks keys for duplicates in time quadratic in a
+// mapping's size, minutes for a file within DefaultMaxPolicyBytes.
+func decodeYAML(data []byte, problems *[]error) (any, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc any
+	var doc *yaml.Node
 	for {
-		var d any
-		if err := dec.Decode(&d); err == io.EOF {
-			return doc, nil
+		var n yaml.Node
+		if err := dec.Decode(&n); err == io.EOF {
+			break
 		} else if err != nil {
 			return nil, err
 		}
-		if d != nil && doc != nil {
+		if empty(&n) {
+			continue
+		}
+		if doc != nil {
 			return nil, errors.New("more than one document (separated by ---): a policy file holds one")
 		}
-		if d != nil {
-			doc = d
-		}
+		doc = &n
 	}
+	if doc == nil {
+		return nil, nil
+	}
+	y := yamlReader{budget: len(data) + maxAliasNodes, problems: problems}
+	return y.value(doc, "", 0)
+}
+
+// maxAliasNodes bounds the nodes aliases may add to a document beyond one
+// per byte of it, which no document without aliases reaches: a "billion
+// laughs" document stops there.
+const maxAliasNodes = 100_000
+
+// empty reports whether n is a document that holds nothing (or null).
+func empty(n *yaml.Node) bool {
+	if n.Kind == yaml.DocumentNode {
+		if len(n.Content) == 0 {
+			return true
+		}
+		n = n.Content[0]
+	}
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+// yamlReader turns yaml.v3 nodes into the values Parse reads: mappings
+// become map[string]any, sequences []any, and scalars what yaml.v3 decodes
+// them to. A key given twice and a merge key (<<, YAML 1.1's, not part of
+// the format) are added to problems and their values dropped, so that
+// every other problem is still reported.
+type yamlReader struct {
+	budget   int // nodes left to visit, aliases' included
+	problems *[]error
+}
+
+func (y *yamlReader) value(n *yaml.Node, path string, depth int) (any, error) {
+	if y.budget--; y.budget < 0 {
+		return nil, fmt.Errorf("%s: aliases expand the document to more than %d nodes", where(path), maxAliasNodes)
+	}
+	if depth >= maxDepth {
+		return nil, fmt.Errorf("%s: nested deeper than %d levels", where(path), maxDepth)
+	}
+	switch n.Kind {
+	case yaml.DocumentNode:
+		if len(n.Content) == 0 {
+			return nil, nil
+		}
+		return y.value(n.Content[0], path, depth)
+	case yaml.AliasNode:
+		if n.Alias == nil {
+			return nil, fmt.Errorf("%s: alias *%s names no anchor (line %d)", where(path), n.Value, n.Line)
+		}
+		return y.value(n.Alias, path, depth+1)
+	case yaml.ScalarNode:
+		if n.ShortTag() == "!!str" {
+			return n.Value, nil
+		}
+		var v any
+		if err := n.Decode(&v); err != nil {
+			return nil, err
+		}
+		return v, nil
+	case yaml.SequenceNode:
+		l := make([]any, 0, len(n.Content))
+		for i, c := range n.Content {
+			v, err := y.value(c, path+"["+strconv.Itoa(i)+"]", depth+1)
+			if err != nil {
+				return nil, err
+			}
+			l = append(l, v)
+		}
+		return l, nil
+	case yaml.MappingNode:
+		m := make(map[string]any, len(n.Content)/2)
+		lines := make(map[string]int, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			kn, vn := n.Content[i], n.Content[i+1]
+			for kn.Kind == yaml.AliasNode && kn.Alias != nil {
+				kn = kn.Alias
+			}
+			if kn.Kind != yaml.ScalarNode {
+				*y.problems = append(*y.problems, fmt.Errorf("%s: a key must be a string, got a %s (line %d)", where(path), nodeKind(kn), kn.Line))
+				continue
+			}
+			if kn.ShortTag() == "!!merge" {
+				*y.problems = append(*y.problems, fmt.Errorf("%s: merge keys (<<) are not part of the format (YAML 1.2): give each field once (line %d)", where(path), kn.Line))
+				continue
+			}
+			k := kn.Value
+			if line, dup := lines[k]; dup {
+				*y.problems = append(*y.problems, fmt.Errorf("duplicate key %q in %s (lines %d and %d)", k, where(path), line, kn.Line))
+				continue
+			}
+			v, err := y.value(vn, join(path, k), depth+1)
+			if err != nil {
+				return nil, err
+			}
+			m[k], lines[k] = v, kn.Line
+		}
+		return m, nil
+	}
+	return nil, fmt.Errorf("%s: unexpected YAML node (line %d)", where(path), n.Line)
+}
+
+// nodeKind names a node's kind for errors.
+func nodeKind(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "mapping"
+	case yaml.SequenceNode:
+		return "sequence"
+	}
+	return "value"
 }
 
 // converter turns one key's decoded section into Policy fields,

@@ -3,11 +3,15 @@ package policy
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"io"
 	"math"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func FuzzParseKey(f *testing.F) {
@@ -99,14 +103,16 @@ func checkNormalized(t *testing.T, p Policy) {
 }
 
 // FuzzDecodeJSON checks decodeJSON against encoding/json: it accepts what
-// json.Valid accepts (but for duplicate keys and deep nesting), rejects
-// the rest, and decodes to what a json.Decoder with UseNumber does.
+// json.Valid accepts (but for deep nesting), rejects the rest, and decodes
+// to what a json.Decoder with UseNumber does, but for duplicate keys,
+// which it reports as problems (keeping the first value).
 func FuzzDecodeJSON(f *testing.F) {
 	for _, s := range []string{`{"a": {"b": [1, 2.5, "x", null, true]}}`, `{"a": 1, "a": 2}`, `[]`, `"s"`, ` 1 `, `{} {}`, `{"a":}`, "", `[[[`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		got, err := decodeJSON(data)
+		var problems []error
+		got, err := decodeJSON(data, &problems)
 		if len(bytes.Trim(data, " \t\r\n")) == 0 { // JSON's whitespace
 			if err != nil || got != nil {
 				t.Fatalf("empty input: %v, %v", got, err)
@@ -116,13 +122,21 @@ func FuzzDecodeJSON(f *testing.F) {
 		valid := json.Valid(data)
 		if err != nil {
 			msg := err.Error()
-			if valid && !strings.Contains(msg, "duplicate key") && !strings.Contains(msg, "nested deeper") {
+			if valid && !strings.Contains(msg, "nested deeper") {
 				t.Fatalf("decodeJSON rejected valid JSON %q: %v", data, err)
 			}
 			return
 		}
 		if !valid {
 			t.Fatalf("decodeJSON accepted invalid JSON %q as %v", data, got)
+		}
+		for _, p := range problems {
+			if !strings.Contains(p.Error(), "duplicate key") {
+				t.Fatalf("decodeJSON(%q): problem %v", data, p)
+			}
+		}
+		if len(problems) > 0 {
+			return // encoding/json keeps the last of duplicate keys
 		}
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.UseNumber()
@@ -134,4 +148,98 @@ func FuzzDecodeJSON(f *testing.F) {
 			t.Fatalf("decodeJSON(%q) = %#v, encoding/json says %#v", data, got, want)
 		}
 	})
+}
+
+// FuzzDecodeYAML checks decodeYAML against yaml.v3's own decoding into an
+// any: where yaml.v3 decodes a one-document stream to string-keyed
+// mappings without error, decodeYAML gives the same value and reports no
+// problem; where decodeYAML reports no problem and no error, yaml.v3
+// accepts the document too.
+func FuzzDecodeYAML(f *testing.F) {
+	for _, s := range []string{
+		"policies:\n  a.b: {retry: {max_attempts: 2, initial_backoff: 10ms}}\n",
+		"default: {retry: {jitter: full}}\nbudgets: {r: {kind: ratio, ratio: 0.1}}\n",
+		"a: &x {b: 1}\nc: *x\n", "a: [1, 2.5, true, null, ~, '3', 2001-12-14, 0x1f, .inf]\n",
+		"a: 1\na: 2\n", "a: {<<: {b: 1}, b: 2}\n", "--- \n---\na: 1\n", "", "# only a comment\n", "[1, [2, [3]]]",
+		"? [a]\n: 1\n", "1: x\n", "a: !!binary aGVsbG8=\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var problems []error
+		got, err := decodeYAML(data, &problems)
+		want, werr := yamlV3Decode(data)
+		if werr == nil && err == nil && len(problems) == 0 && stringKeyed(want) {
+			if !reflect.DeepEqual(got, want) && !nanIn(want) {
+				t.Fatalf("decodeYAML(%q) = %#v, yaml.v3 says %#v", data, got, want)
+			}
+		}
+		if err == nil && len(problems) == 0 && werr != nil {
+			t.Fatalf("decodeYAML accepted %q, which yaml.v3 rejects: %v", data, werr)
+		}
+	})
+}
+
+// yamlV3Decode decodes the stream's one non-empty document with yaml.v3
+// into an any, as Parse did before it read nodes itself.
+func yamlV3Decode(data []byte) (any, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc any
+	for {
+		var d any
+		if err := dec.Decode(&d); err == io.EOF {
+			return doc, nil
+		} else if err != nil {
+			return nil, err
+		}
+		if d != nil && doc != nil {
+			return nil, errors.New("more than one document")
+		}
+		if d != nil {
+			doc = d
+		}
+	}
+}
+
+// stringKeyed reports whether every mapping in v has string keys (yaml.v3
+// decodes the others to map[any]any, which a policy file never holds).
+func stringKeyed(v any) bool {
+	switch v := v.(type) {
+	case map[string]any:
+		for _, x := range v {
+			if !stringKeyed(x) {
+				return false
+			}
+		}
+	case []any:
+		for _, x := range v {
+			if !stringKeyed(x) {
+				return false
+			}
+		}
+	case map[any]any:
+		return false
+	}
+	return true
+}
+
+// nanIn reports whether v holds a NaN, which DeepEqual never finds equal.
+func nanIn(v any) bool {
+	switch v := v.(type) {
+	case float64:
+		return v != v
+	case map[string]any:
+		for _, x := range v {
+			if nanIn(x) {
+				return true
+			}
+		}
+	case []any:
+		for _, x := range v {
+			if nanIn(x) {
+				return true
+			}
+		}
+	}
+	return false
 }
