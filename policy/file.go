@@ -72,7 +72,8 @@ const DefaultSection = "default"
 // the wrong type, a hard error of Validate, a budget declared wrongly — is
 // reported naming the key (or budget), the field and the value; every
 // field error of every key and budget is reported, joined (errors.Join),
-// one per line, each a *FieldError (errors.Is ErrInvalid). An error of the
+// one per line (the first 1000, then how many more), each a *FieldError
+// (errors.Is ErrInvalid). An error of the
 // default section is reported once, not again under each key inheriting
 // it. A key or field given twice (in JSON as in YAML, at any depth, or a
 // key spelled two ways, as "x" and ".x") is an error naming it, and so is
@@ -184,11 +185,18 @@ func Parse(data []byte, format Format) (*PolicySet, error) {
 	if len(set.Policies) == 0 && set.Default == nil {
 		errs = append(errs, fmt.Errorf("%w: the document has neither", ErrNoPolicies))
 	}
+	if len(errs) > maxReported {
+		errs = append(errs[:maxReported:maxReported], fmt.Errorf("recourse/policy: and %d more problems", len(errs)-maxReported))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return set, nil
 }
+
+// maxReported bounds the problems Parse reports one by one: a file of a
+// million bad fields gives an error a person can read and a log can hold.
+const maxReported = 1000
 
 // ErrNoPolicies is returned (wrapped) by Parse for a document that sets no
 // policies and no default section: an empty or comment-only file, or one

@@ -1126,7 +1126,7 @@ func TestRegressStaleSourceIsBounded(t *testing.T) {
 	defer fp.Close()
 	var b strings.Builder
 	b.WriteString("policies:\n")
-	for i := 0; i < 1000; i++ {
+	for i := 0; i < 400; i++ {
 		fmt.Fprintf(&b, "  k%d.op: {retry: {max_attempts: many, jitter: %s}}\n", i, strings.Repeat("w", 100))
 	}
 	writeFile(t, path, b.String())
@@ -1137,10 +1137,32 @@ func TestRegressStaleSourceIsBounded(t *testing.T) {
 	if len(src) > 1024 || !strings.Contains(src, "stale") || !strings.Contains(src, "more; see Err") {
 		t.Fatalf("Source is %d bytes: %.200q", len(src), src)
 	}
-	if n := strings.Count(fp.Err().Error(), "\n") + 1; n != 2000 {
-		t.Fatalf("Err holds %d errors, want 2000", n)
+	if n := strings.Count(fp.Err().Error(), "\n") + 1; n != 800 {
+		t.Fatalf("Err holds %d errors, want 800", n)
 	}
 	if attemptsOf(t, fp) != 2 {
 		t.Fatal("lost the set")
+	}
+}
+
+// A file with a huge number of problems gets an error of bounded size: the
+// first problems one per line, then how many more there are.
+func TestRegressParseBoundsTheProblemsItReports(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("policies:\n  a.b: {retry: {")
+	for i := range maxReported + 4900 {
+		fmt.Fprintf(&b, "f%d: 1, ", i)
+	}
+	b.WriteString("}}\n")
+	_, err := Parse([]byte(b.String()), YAML)
+	if err == nil {
+		t.Fatal("unknown fields accepted")
+	}
+	msg := err.Error()
+	if n := strings.Count(msg, "\n") + 1; n != maxReported+1 {
+		t.Errorf("%d lines reported, want %d", n, maxReported+1)
+	}
+	if !strings.Contains(msg, "and 4900 more problems") || !errors.Is(err, ErrInvalid) {
+		t.Errorf("error does not say how many more, or is not ErrInvalid: ...%s", msg[len(msg)-200:])
 	}
 }
