@@ -35,6 +35,7 @@ func (e *Executor) compile(key string, ans answer) *entry {
 			missingClassifier = true
 			if e.opts.MissingClassifierMode == FailureDeny {
 				refusal = &unresolvedError{key: key, field: "classifier", name: np.Classifier, kind: ErrNoClassifier}
+				attrs[timeline.AttrClassifierError] = fmt.Sprintf("no classifier %q; calls refused (missing-classifier mode deny)", np.Classifier)
 			} else {
 				attrs[timeline.AttrClassifierError] = fmt.Sprintf("no classifier %q; using the default", np.Classifier)
 			}
@@ -111,6 +112,8 @@ func refuse(err error) endpoint.Middleware {
 	switch {
 	case errors.Is(err, ErrNoPolicy):
 		reason = timeline.ReasonNoPolicy
+	case errors.Is(err, ErrNoClassifier), errors.Is(err, ErrNoTrigger), errors.Is(err, policy.ErrBudgetNotGiven):
+		reason = timeline.ReasonPolicyError
 	case errors.Is(err, context.Canceled):
 		reason = timeline.ReasonCanceled
 	case errors.Is(err, context.DeadlineExceeded):

@@ -876,3 +876,30 @@ func (b *derefBudget) Take(context.Context, middleware.Try) middleware.Decision 
 	b.n++
 	return middleware.Decision{Allowed: true}
 }
+
+// A key refused because its policy names a classifier or trigger that does
+// not exist (deny mode) says so in its timeline, like the other refusals,
+// and its record is a refusal (policy_error), not a try that ran.
+func TestRegressDenyModeRefusalsAreExplained(t *testing.T) {
+	for attr, opts := range map[string][]Option{
+		timeline.AttrClassifierError: {WithPolicy("a.b", policy.WithClassifier("ghost")), WithMissingClassifierMode(FailureDeny)},
+		timeline.AttrTriggerError: {WithPolicy("a.b", policy.WithHedge(policy.HedgePolicy{Enabled: true, Delay: time.Millisecond, Trigger: "ghost"})),
+			WithMissingTriggerMode(FailureDeny)},
+	} {
+		e := NewExecutor(opts...)
+		ran := false
+		tl, err := e.DoWithTimeline(context.Background(), "a.b", func(context.Context) error { ran = true; return nil })
+		if err == nil || ran || tl == nil {
+			t.Fatalf("%s: err %v, ran %v", attr, err, ran)
+		}
+		if !strings.Contains(tl.Attributes[attr], "ghost") || !strings.Contains(tl.Attributes[attr], "refused") {
+			t.Errorf("%s = %q", attr, tl.Attributes[attr])
+		}
+		if len(tl.Attempts) != 1 || tl.Attempts[0].Reason != timeline.ReasonPolicyError || !timeline.Refused(tl.Attempts[0].Reason) {
+			t.Errorf("%s: attempts %+v, want one refused record with reason policy_error", attr, tl.Attempts)
+		}
+	}
+	if !timeline.Refused(timeline.ReasonNoPolicy) {
+		t.Error("a no_policy record is not a refusal")
+	}
+}

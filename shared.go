@@ -72,6 +72,7 @@ func (e *Executor) shared(key string, p policy.Policy, comp *policy.Compiler, en
 			} else if q, ok := policy.QuantileTrigger(name); ok {
 				comp.Trigger = quantileTriggerWith(q, p.Hedge.Delay)(tracker)
 			} else if e.opts.MissingTriggerMode == FailureDeny {
+				attrs[timeline.AttrTriggerError] = fmt.Sprintf("no hedge trigger %q; calls refused (missing-trigger mode deny)", name)
 				return &unresolvedError{key: key, field: "hedge.trigger", name: name, kind: ErrNoTrigger}
 			} else {
 				attrs[timeline.AttrTriggerError] = fmt.Sprintf("no hedge trigger %q; using the policy's delay/quantile", name)

@@ -50,8 +50,16 @@ const (
 	ReasonHedgeLost      = "hedge_lost"
 	ReasonRetryAfter     = "retry_after"
 	ReasonPolicyFallback = "policy_fallback"
-	ReasonNoPolicy       = "no_policy"
-	ReasonPanic          = "panic"
+	// ReasonNoPolicy: the key has no policy and the missing-policy mode
+	// denies its calls; the operation was not called.
+	ReasonNoPolicy = "no_policy"
+	ReasonPanic    = "panic"
+	// ReasonPolicyError: the key's policy cannot run as written — it names
+	// a classifier or hedge trigger that does not exist while the
+	// missing-name mode denies, or it does not compile — so its calls are
+	// refused; the operation was not called. The timeline's attributes
+	// say why (AttrClassifierError, AttrTriggerError, AttrPolicyError).
+	ReasonPolicyError = "policy_error"
 	// ReasonBulkheadFull: the key's bulkhead (fixed or adaptive) had no
 	// room for the try within its wait bound; the operation was not called.
 	ReasonBulkheadFull = "bulkhead_full"
@@ -61,13 +69,14 @@ const (
 )
 
 // Refused reports whether reason says a try was refused before it ran —
-// by a budget (ReasonBudgetDenied), an open circuit (ReasonCircuitOpen) or
-// a full bulkhead (ReasonBulkheadFull) — and so never reached the
-// dependency: not retried, not counted by the breaker, not a try in
+// by a budget (ReasonBudgetDenied), an open circuit (ReasonCircuitOpen), a
+// full bulkhead (ReasonBulkheadFull), or because the key's calls may not
+// run at all (ReasonNoPolicy, ReasonPolicyError) — and so never reached
+// the dependency: not retried, not counted by the breaker, not a try in
 // metrics.
 func Refused(reason string) bool {
 	switch reason {
-	case ReasonBudgetDenied, ReasonCircuitOpen, ReasonBulkheadFull:
+	case ReasonBudgetDenied, ReasonCircuitOpen, ReasonBulkheadFull, ReasonNoPolicy, ReasonPolicyError:
 		return true
 	}
 	return false
@@ -98,10 +107,13 @@ const (
 	// missing-budget mode applied.
 	AttrBudgetError = "budget_error"
 	// AttrTriggerError names the hedge trigger the policy refers to that
-	// the executor could not resolve, and what hedges instead.
+	// the executor could not resolve, and what hedges instead — or, when
+	// the missing-trigger mode denies, that the key's calls are refused.
 	AttrTriggerError = "trigger_error"
 	// AttrClassifierError names the classifier the policy refers to that
-	// the executor could not resolve, and what classifies instead.
+	// the executor could not resolve, and what classifies instead — or,
+	// when the missing-classifier mode denies, that the key's calls are
+	// refused.
 	AttrClassifierError = "classifier_error"
 )
 

@@ -443,7 +443,6 @@ func TestMissingClassifierDenyFromFile(t *testing.T) {
 // (classifier_error / trigger_error, like budget_error and missing_policy_mode),
 // and the refused record does not look like a try that ran.
 func TestMissingNameDenyExplainedInTimeline(t *testing.T) {
-	t.Skip("DEFECT: deny-mode refusal for a missing classifier/trigger sets no classifier_error/trigger_error attribute and records reason non_retryable (not a refusal)")
 	for field, doc := range map[string]string{
 		timeline.AttrClassifierError: "policies:\n  a.b: {classifier: ghost}\n",
 		timeline.AttrTriggerError:    "policies:\n  a.b: {hedge: {enabled: true, delay: 5ms, trigger: ghost}}\n",
