@@ -7,6 +7,8 @@ import (
 	"io"
 	"math"
 	"strings"
+
+	"github.com/recourse-go/recourse/timeline"
 )
 
 // The SVG's layout, in pixels.
@@ -28,7 +30,7 @@ var legend = []struct{ class, colour, label string }{
 	{"retryable", "#f0a202", "retryable (timeout, 503, …)"},
 	{"failed", "#d62828", "non_retryable / abort"},
 	{"hedge-lost", "#9e9e9e", "hedge_lost (cut short)"},
-	{"refused", "#7b2cbf", "budget_denied / circuit_open"},
+	{"refused", "#7b2cbf", "refused: budget_denied, circuit_open, bulkhead_full, …"},
 	{"unknown", "#607d8b", "unknown"},
 }
 
@@ -37,7 +39,8 @@ func colourClass(t try) string {
 	switch t.reason {
 	case "hedge_lost":
 		return "hedge-lost"
-	case "budget_denied", "circuit_open":
+	}
+	if timeline.Refused(t.reason) {
 		return "refused"
 	}
 	switch t.outcome {

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/recourse-go/recourse/timeline"
 )
 
 // textWidth is the number of columns of the text waterfall's time scale.
@@ -114,8 +116,8 @@ func writeCallText(w io.Writer, c *call) {
 			to = from + 1
 		}
 		bar := '█'
-		if t.duration == 0 {
-			bar = '×' // refused before it ran (budget, open breaker)
+		if timeline.Refused(t.reason) {
+			bar = '×' // refused before it ran (budget, open breaker, full bulkhead)
 		}
 		for i := from; i < to; i++ {
 			row[i] = bar

@@ -173,7 +173,6 @@ func try(attempt int, start, dur float64, outcome, reason string) map[string]any
 // A try that succeeded in under half a microsecond is logged with duration_ms 0;
 // the waterfall must not draw it with ×, the mark of a try refused before it ran.
 func TestCLITimelineZeroDurationSuccessIsNotRefused(t *testing.T) {
-	t.Skip("DEFECT: recourse timeline draws a try logged with duration_ms 0 (a sub-µs success) as × (refused), whatever its outcome")
 	in := callLine("aaaa000000000001", 3, try(1, 0, 2, "retryable", ""), try(2, 3, 0, "success", "")) + "\n"
 	r := runCLI(t, in, "timeline", "-")
 	if r.code != 0 {
