@@ -32,7 +32,9 @@ const maxRedirects = 10
 //
 // A policy server is a dependency too: when it is down or serves a bad
 // set (an empty body included), calls keep running under the last good
-// one, and the timeline attribute policy_source says "remote:URL (stale: …)".
+// one, and the timeline attribute policy_source says "remote:URL (stale: …)"
+// — the URL with its password and the values of its query parameters
+// shown as xxxxx, there and in errors, since tokens are often passed there.
 // Like a FileProvider it builds the set's declared budgets and serves them
 // as a BudgetSource.
 type RemoteProvider struct {
@@ -110,7 +112,7 @@ func checkRedirect(user func(*http.Request, []*http.Request) error, crossHost bo
 		from := via[0].URL
 		if !crossHost && !sameHost(from, req.URL) {
 			return fmt.Errorf("refusing the redirect to %s: it leaves %s (allow with AllowRedirectsToOtherHosts)",
-				req.URL.Redacted(), from.Scheme+"://"+from.Host)
+				redact(req.URL.String()), from.Scheme+"://"+from.Host)
 		}
 		if user != nil {
 			return user(req, via)
@@ -146,18 +148,30 @@ func portOf(u *url.URL) string {
 	return "80"
 }
 
-// redact returns rawURL with any password replaced by "xxxxx", for
+// redact returns rawURL with any password and the value of every query
+// parameter replaced by "xxxxx" (tokens are often passed there), for
 // Source, timelines and errors.
 func redact(rawURL string) string {
-	if u, err := url.Parse(rawURL); err == nil && u.User != nil {
-		return u.Redacted()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(a URL that does not parse)"
 	}
-	return rawURL
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k, vs := range q {
+			for i := range vs {
+				vs[i] = "xxxxx"
+			}
+			q[k] = vs
+		}
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
 }
 
 type remoteFetch struct {
 	url     string
-	shown   string       // url without its password
+	shown   string       // url without its password and query values
 	client  *http.Client // a copy, with the redirect policy
 	own     bool         // client is the provider's own
 	limit   int64
@@ -193,6 +207,10 @@ func (f *remoteFetch) do(ctx context.Context, tag string) ([]byte, fetched, erro
 		req.Header.Set("If-None-Match", tag)
 	}
 	resp, err := f.client.Do(req)
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		ue.URL = f.shown // net/http's shows the query, tokens included
+	}
 	if err != nil {
 		return nil, fetched{}, err
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -103,5 +104,38 @@ func TestRemoteProviderFirstFetchMustSucceed(t *testing.T) {
 	defer srv.Close()
 	if _, err := NewRemoteProvider(srv.URL); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// A token in the URL's query never reaches Source, timelines or errors:
+// not from a status, not from a connection failure, not from a refused
+// redirect.
+func TestRemoteProviderRedactsQueryTokens(t *testing.T) {
+	const secret = "s3cr3t-token"
+	var fail atomic.Bool
+	other := httptest.NewServer(http.NotFoundHandler())
+	defer other.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fail.Load() {
+			http.Redirect(w, r, other.URL+"/x?token="+secret, http.StatusFound)
+			return
+		}
+		fmt.Fprint(w, "policies:\n  a.b: {retry: {max_attempts: 2}}\n")
+	}))
+	p, err := NewRemoteProvider(srv.URL + "/p?token=" + secret + "&v=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if src := p.Source(); strings.Contains(src, secret) || !strings.Contains(src, "token=xxxxx") {
+		t.Errorf("Source = %q", src)
+	}
+	fail.Store(true)
+	if err := p.Reload(); err == nil || strings.Contains(err.Error(), secret) {
+		t.Errorf("redirect: err = %v", err)
+	}
+	srv.Close() // connection refused from now on
+	if err := p.Reload(); err == nil || strings.Contains(err.Error(), secret) || strings.Contains(p.Source(), secret) {
+		t.Errorf("down: err = %v, Source %q", err, p.Source())
 	}
 }
