@@ -368,6 +368,11 @@ func (f *reloader) reload() (*timeline.PolicyReload, error) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.ctx.Err() != nil {
+		// Closed while reading or parsing: a closed provider's set stays
+		// what it was when Close returned.
+		return nil, fmt.Errorf("%w: not installing what was read from %s", errClosed, f.name)
+	}
 	unchanged := err == nil && set == nil
 	moved := (f.set != nil) != base.loaded || f.sum != base.sum
 	if seq < f.applied || unchanged && moved {
