@@ -332,7 +332,7 @@ func (t *Transport) attempt(ctx context.Context, request any) (any, error) {
 	case bodyGetBody:
 		context.AfterFunc(&tr.ctx, func() { out.Body.Close() })
 	}
-	hr, err := t.base.RoundTrip(out)
+	hr, err := t.send(tr, out)
 	if err == nil && hr == nil {
 		err = errors.New("rhttp: base RoundTripper returned neither a response nor an error")
 	}
@@ -384,6 +384,21 @@ func (t *Transport) attempt(ctx context.Context, request any) (any, error) {
 		return r, se
 	}
 	return r, middleware.Permanent(se)
+}
+
+// send runs the base RoundTripper on out. A panic ends the try first (its
+// context, and what the base started on it, end as after any failed try),
+// then goes on to the chain's recovery.
+func (t *Transport) send(tr *try, out *http.Request) (hr *http.Response, err error) {
+	returned := false
+	defer func() {
+		if !returned {
+			tr.release()
+		}
+	}()
+	hr, err = t.base.RoundTrip(out)
+	returned = true
+	return hr, err
 }
 
 // retryAfter reads a response's Retry-After header; the clock is read only
