@@ -2,12 +2,10 @@ package tryctx_test
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -190,29 +188,7 @@ func look(ctx context.Context) snap {
 	return snap{err: ctx.Err(), cause: context.Cause(ctx), done: isDone(ctx)}
 }
 
-// blockingBody blocks in Read until ctx is done, then fails with its error.
-type blockingBody struct {
-	ctx    context.Context
-	closed chan struct{}
-	once   sync.Once
-}
-
-func newBlockingBody(ctx context.Context) *blockingBody {
-	return &blockingBody{ctx: ctx, closed: make(chan struct{})}
-}
-
-func (b *blockingBody) Read(p []byte) (int, error) {
-	select {
-	case <-b.ctx.Done():
-		return 0, b.ctx.Err()
-	case <-b.closed:
-		return 0, errors.New("read on closed body")
-	}
-}
-
-func (b *blockingBody) Close() error { b.once.Do(func() { close(b.closed) }); return nil }
-
-// lazyBlockingBody blocks on ctx.Done only (does not honour Close), the way
+// ctxOnlyBody blocks on ctx.Done only (does not honour Close), the way
 // a body bound to a request's context behaves.
 type ctxOnlyBody struct{ ctx context.Context }
 
