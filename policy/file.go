@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,6 +85,12 @@ const DefaultSection = "default"
 // policies use exist: names may be registered in code. The recourse
 // command's check does (see cmd/recourse).
 func Parse(data []byte, format Format) (*PolicySet, error) {
+	return parse(context.Background(), data, format)
+}
+
+// parse is Parse, given up with ctx's error once ctx ends, so that closing
+// a provider need not wait for a large file to be read.
+func parse(ctx context.Context, data []byte, format Format) (*PolicySet, error) {
 	var (
 		doc  any
 		errs []error // problems that do not stop the reading: all are reported
@@ -99,7 +106,10 @@ func Parse(data []byte, format Format) (*PolicySet, error) {
 		}
 	default:
 		var err error
-		if doc, err = decodeYAML(data, &errs); err != nil {
+		if doc, err = decodeYAML(ctx, data, &errs); err != nil {
+			if ctx.Err() != nil {
+				return nil, context.Cause(ctx) // yaml.v3 reports its reader's error as text
+			}
 			return nil, fmt.Errorf("recourse/policy: YAML: %w", err)
 		}
 		for i, e := range errs {
@@ -160,7 +170,10 @@ func Parse(data []byte, format Format) (*PolicySet, error) {
 			errs = append(errs, fmt.Errorf("recourse/policy: 'policies' must be a mapping of key to policy, got %s", kind(raw)))
 		}
 		spelled := make(map[Key]string, len(m))
-		for _, name := range sortedKeys(m) {
+		for i, name := range sortedKeys(m) {
+			if i%1024 == 1023 && ctx.Err() != nil {
+				return nil, context.Cause(ctx)
+			}
 			c := converter{key: name}
 			if strings.TrimSpace(name) == "" {
 				c.fail("key", strconv.Quote(name), "a key must not be empty")
@@ -316,8 +329,8 @@ func where(path string) string {
 // yaml.v3's nodes and turned into values here (see yamlValue): yaml.v3's
 // own decoding checks keys for duplicates in time quadratic in a
 // mapping's size, minutes for a file within DefaultMaxPolicyBytes.
-func decodeYAML(data []byte, problems *[]error) (any, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
+func decodeYAML(ctx context.Context, data []byte, problems *[]error) (any, error) {
+	dec := yaml.NewDecoder(ctxReader{ctx, bytes.NewReader(data)})
 	var doc *yaml.Node
 	for {
 		var n yaml.Node
@@ -337,8 +350,22 @@ func decodeYAML(data []byte, problems *[]error) (any, error) {
 	if doc == nil {
 		return nil, nil
 	}
-	y := yamlReader{budget: len(data) + maxAliasNodes, problems: problems}
+	y := yamlReader{ctx: ctx, budget: len(data) + maxAliasNodes, problems: problems}
 	return y.value(doc, "", 0)
+}
+
+// ctxReader reads r until ctx ends, then fails with ctx's cause: yaml.v3
+// reads its input as it parses, so parsing stops there.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if c.ctx.Err() != nil {
+		return 0, context.Cause(c.ctx)
+	}
+	return c.r.Read(p)
 }
 
 // maxAliasNodes bounds the nodes aliases may add to a document beyond one
@@ -363,13 +390,17 @@ func empty(n *yaml.Node) bool {
 // the format) are added to problems and their values dropped, so that
 // every other problem is still reported.
 type yamlReader struct {
-	budget   int // nodes left to visit, aliases' included
+	ctx      context.Context // checked every few thousand nodes
+	budget   int             // nodes left to visit, aliases' included
 	problems *[]error
 }
 
 func (y *yamlReader) value(n *yaml.Node, path string, depth int) (any, error) {
 	if y.budget--; y.budget < 0 {
 		return nil, fmt.Errorf("%s: aliases expand the document to more than %d nodes", where(path), maxAliasNodes)
+	}
+	if y.budget%4096 == 0 && y.ctx.Err() != nil {
+		return nil, context.Cause(y.ctx)
 	}
 	if depth >= maxDepth {
 		return nil, fmt.Errorf("%s: nested deeper than %d levels", where(path), maxDepth)

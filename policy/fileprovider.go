@@ -456,7 +456,7 @@ func (f *reloader) fetchAndParse(base basis) (res fetched, set *PolicySet, err e
 	case res.unchanged, base.loaded && sha256.Sum256(res.data) == base.sum:
 		return res, nil, nil
 	}
-	set, err = Parse(res.data, res.format)
+	set, err = parse(f.ctx, res.data, res.format)
 	return res, set, err
 }
 

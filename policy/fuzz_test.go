@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -167,7 +168,7 @@ func FuzzDecodeYAML(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var problems []error
-		got, err := decodeYAML(data, &problems)
+		got, err := decodeYAML(context.Background(), data, &problems)
 		want, werr := yamlV3Decode(data)
 		if werr == nil && err == nil && len(problems) == 0 && stringKeyed(want) {
 			if !reflect.DeepEqual(got, want) && !nanIn(want) {

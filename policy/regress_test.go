@@ -1166,3 +1166,19 @@ func TestRegressParseBoundsTheProblemsItReports(t *testing.T) {
 		t.Errorf("error does not say how many more, or is not ErrInvalid: ...%s", msg[len(msg)-200:])
 	}
 }
+
+// Closing a provider gives up a parse in progress: parse with an ended
+// context stops with its cause instead of reading a large file to the end.
+func TestRegressParseGivesUpWhenItsContextEnds(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("policies:\n")
+	for i := range 50000 {
+		fmt.Fprintf(&b, "  k%d.x: {}\n", i)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cause := errors.New("closed")
+	cancel(cause)
+	if _, err := parse(ctx, []byte(b.String()), YAML); !errors.Is(err, cause) {
+		t.Errorf("err = %v, want the context's cause", err)
+	}
+}
