@@ -15,20 +15,22 @@ import (
 // calling the endpoint, and the retry loop does not send it again.
 func ExampleNewBulkhead() {
 	b := middleware.NewBulkhead(2, 10*time.Millisecond)
+	started, release := make(chan struct{}), make(chan struct{})
 	slow := func(ctx context.Context, req any) (any, error) {
-		time.Sleep(50 * time.Millisecond)
+		started <- struct{}{}
+		<-release // busy until the third call has been refused
 		return "done", nil
 	}
 	ep := endpoint.Chain(middleware.Retry(middleware.MaxAttempts(3)), middleware.Limit(b), middleware.Classify(nil))(slow)
 
-	results := make(chan error, 3)
+	results := make(chan error, 2)
 	for i := 0; i < 2; i++ {
 		go func() { _, err := ep(context.Background(), nil); results <- err }()
 	}
-	for b.InFlight() < 2 { // both admitted
-		time.Sleep(time.Millisecond)
-	}
+	<-started
+	<-started // both admitted and running
 	_, err := ep(context.Background(), nil)
+	close(release)
 	fmt.Println("third call refused:", errors.Is(err, middleware.ErrBulkheadFull))
 	fmt.Println(<-results, <-results)
 	// Output:
