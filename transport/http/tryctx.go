@@ -34,11 +34,20 @@ import (
 //     the caller's Done channel and deadline, and so the try is never
 //     detached), a plain child of parent, which the context package
 //     cancels with parent, synchronously;
-//   - otherwise a cancelable context on parent's values alone, which
+//   - otherwise a cancelable child of a controlling context of c's own
+//     (control), which has parent's values and ends when c does: c
 //     follows parent through context.AfterFunc, so that detaching can
 //     move it to the caller's context;
-//   - a context that has ended already: a standard context ended the same
-//     way (its error and cause), on parent's values.
+//   - a context that has ended already: the same child, of a control
+//     that has ended.
+//
+// The context package registers the standard context with its control
+// through the control's AfterFunc method, and c runs that registration
+// from its own end, synchronously; the context package then cancels the
+// standard context with the control's Err and cause — c's, so a standard
+// context and everything derived from it end with c's error
+// (context.DeadlineExceeded when a deadline ended it), as children of a
+// standard context do, not with context.Canceled.
 //
 // The context package finds that standard context (through Value) when it
 // derives a context from a tryContext or reads its cause, so derived
@@ -58,21 +67,79 @@ type tryContext struct {
 	cause    error
 	std      context.Context         // the standard context, once armed
 	cancel   context.CancelCauseFunc // std's
+	onEnd    func()                  // ends std (its registration with control), until run or stopped
 	stop     func() bool             // unlinks std from the followed context; nil if there is nothing to unlink
 	timer    *time.Timer             // the deadline, once detached
 }
 
-// valuesOf is a tryContext seen as a context with the values of its
-// parent only: never done, no deadline, like context.WithoutCancel's, at
-// no allocation of its own. The try's standard context is built on it
-// when it must not end with parent, so context.Cause finds that context's
-// cause, never parent's.
-type valuesOf tryContext
+// control is a tryContext seen as the parent of its standard context
+// when that must not end with parent: a context with parent's values that
+// ends when the tryContext does, with its error and cause, at no
+// allocation of its own. Only the context package sees it, while the
+// standard context is made (under the tryContext's mutex) and when the
+// standard context's registration runs (once the tryContext has ended,
+// from the goroutine that ended it). Its methods take no lock: they read
+// what the tryContext set before either moment.
+type control tryContext
 
-func (*valuesOf) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (*valuesOf) Done() <-chan struct{}       { return nil }
-func (*valuesOf) Err() error                  { return nil }
-func (v *valuesOf) Value(key any) any         { return v.parent.Value(key) }
+var (
+	// openDone and endedDone are a control's Done channels: the context
+	// package reads only whether it is nil or closed when it makes the
+	// standard context, and then registers through AfterFunc.
+	openDone  = make(chan struct{})
+	endedDone = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
+)
+
+func (*control) Deadline() (time.Time, bool) { return time.Time{}, false }
+
+func (k *control) Done() <-chan struct{} {
+	if k.ended {
+		return endedDone
+	}
+	return openDone
+}
+
+func (k *control) Err() error {
+	if k.ended {
+		return k.err
+	}
+	return nil
+}
+
+// Value returns parent's values. The context package's lookup of the
+// nearest standard cancel context finds none while the control has not
+// ended (so the standard context is registered through AfterFunc), and
+// once it has, one that has ended with its cause, for context.Cause.
+func (k *control) Value(key any) any {
+	if !lazyctx.IsCancelCtxKey(key) {
+		return k.parent.Value(key)
+	}
+	if !k.ended || k.cause == k.err {
+		return nil // context.Cause reports Err
+	}
+	cc, cancel := context.WithCancelCause(context.Background())
+	cancel(k.cause)
+	return cc.Value(key)
+}
+
+// AfterFunc registers the standard context made on the control: end
+// runs f, synchronously.
+func (k *control) AfterFunc(f func()) func() bool {
+	k.onEnd = f
+	return (*tryContext)(k).stopOnEnd
+}
+
+func (k *control) String() string { return "rhttp.tryContext.control" }
+
+// stopOnEnd unregisters onEnd (the standard context was cancelled by its
+// own cancel function), reporting whether c had not ended.
+func (c *tryContext) stopOnEnd() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	stopped := c.onEnd != nil && !c.ended
+	c.onEnd = nil
+	return stopped
+}
 
 // init sets up a zero tryContext under parent, for a request whose own
 // context is caller.
@@ -124,12 +191,8 @@ func (c *tryContext) armedErr() error {
 	if c.child {
 		return c.std.Err()
 	}
-	if c.std.Err() != nil {
-		// std is cancelled only after err is set (end, or arming an ended
-		// context).
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.err
+	if err := c.std.Err(); err != nil {
+		return err // c's, which std ended with
 	}
 	// The followed context may have ended with its end still on its way
 	// (context.AfterFunc calls in a goroutine of its own): it is
@@ -137,13 +200,27 @@ func (c *tryContext) armedErr() error {
 	// child's does, and Done is closed before Err returns.
 	c.mu.Lock()
 	c.noticeLocked()
-	ended, err, cause := c.ended, c.err, c.cause
+	ended, err, onEnd := c.ended, c.err, c.onEndLocked()
 	c.mu.Unlock()
 	if !ended {
 		return nil
 	}
-	c.cancel(cause)
+	if onEnd != nil {
+		onEnd()
+	}
 	return err
+}
+
+// onEndLocked returns the registration that ends std once c has ended
+// (nil if c has not). Whoever sees the end runs it before reporting it,
+// so that std is done by then even if another goroutine is still about to
+// run it: it cancels std, which is a no-op once std has ended. Called with
+// mu held.
+func (c *tryContext) onEndLocked() func() {
+	if !c.ended {
+		return nil
+	}
+	return c.onEnd
 }
 
 // endCause returns why the context ended (nil if it has not), like
@@ -193,13 +270,13 @@ func (c *tryContext) armLocked() {
 	c.noticeLocked()
 	switch {
 	case c.ended:
-		c.std, c.cancel = context.WithCancelCause((*valuesOf)(c))
-		c.cancel(c.cause)
+		// Ended by the control at once, with c's error and cause.
+		c.std, c.cancel = context.WithCancelCause((*control)(c))
 	case !c.detached && c.sameEnd():
 		c.std, c.cancel = context.WithCancelCause(c.parent)
 		c.child = true
 	default:
-		c.std, c.cancel = context.WithCancelCause((*valuesOf)(c))
+		c.std, c.cancel = context.WithCancelCause((*control)(c))
 		c.followLocked()
 	}
 	c.armed.Store(true)
@@ -238,9 +315,13 @@ func (c *tryContext) end(err, cause error) {
 		c.ended, c.err, c.cause = true, err, cause
 	}
 	cancel, cause := c.cancel, c.cause
+	onEnd := c.onEndLocked()
 	c.mu.Unlock()
-	if cancel != nil {
-		cancel(cause) // a no-op if std has ended (with parent, for a child)
+	switch {
+	case onEnd != nil:
+		onEnd() // std ends with c's error and cause
+	case c.child && cancel != nil:
+		cancel(cause) // a no-op if std has ended with parent
 	}
 }
 
