@@ -37,6 +37,16 @@
 // base RoundTripper must not modify them either (http.RoundTripper's own
 // rule), since hedged tries run at once.
 //
+// A try's context behaves as a context.WithCancelCause child of the
+// caller's: the same values, the earliest of the caller's and the
+// policy's deadlines, and the error and cause of whichever ends it first,
+// for it and for every context derived from it. One difference: when the
+// policy has a per-attempt or overall timeout or hedges, the end of the
+// caller's context reaches the try's Done channel (and contexts derived
+// from it) a moment after the caller's cancel function returns, as it
+// reaches the children of any context the context package does not own;
+// its Err reports the end at once.
+//
 // Responses of abandoned tries — failed attempts the retry loop moves
 // past, hedges that lost — are drained (a little, briefly) and closed so
 // their connections are reused. A short failed body is read ahead while
