@@ -264,9 +264,9 @@ func TestAttemptTimeoutCause(t *testing.T) {
 // timeout, and its Cause is never nil while Err is set.
 func TestOverallTimeoutCause(t *testing.T) {
 	for _, p := range []pol{
-		{name: "overall", overall: 5 * time.Millisecond},
-		{name: "bothOverallFirst", overall: 5 * time.Millisecond, perAttempt: time.Second},
-		{name: "hedgedOverall", overall: 5 * time.Millisecond, hedged: true},
+		{name: "overall", overall: 50 * time.Millisecond},
+		{name: "bothOverallFirst", overall: 50 * time.Millisecond, perAttempt: time.Second},
+		{name: "hedgedOverall", overall: 50 * time.Millisecond, hedged: true},
 	} {
 		for _, armed := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/armed=%v", p.name, armed), func(t *testing.T) {
