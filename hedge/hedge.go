@@ -428,10 +428,13 @@ func (g *group) primaryDone(outer context.Context, resp any, err error) (any, er
 	}
 
 	resp, err, p := g.resp, g.err, g.panic
-	if c := tries[winner]; p == nil && err == nil {
-		c.HandTo(resp) // the winner's body may still be read
-	} else {
+	switch c := tries[winner]; {
+	case p != nil:
 		c.Cancel()
+	case err == nil:
+		c.HandTo(resp) // the winner's body may still be read
+	default:
+		c.HandFailedTo(resp) // so may a final failed status's
 	}
 	if p != nil {
 		tryctx.Discard(resp) // a panic outranks any result

@@ -25,7 +25,9 @@ var ErrAttemptTimeout = errors.New("recourse: attempt timed out")
 //
 // A successful response that implements endpoint.CancelAdopter (a streamed
 // HTTP body) takes over the deadline's cancel function, so returning does
-// not cut off a body the caller has yet to read.
+// not cut off a body the caller has yet to read; so does a failed try's
+// response that may go back to the caller (a final failed HTTP status),
+// which calls it when it is closed or, if dropped, discarded.
 //
 // Only this decorator's own deadline is a timeout of the try. When calls
 // nest — a recourse call made inside another call's try — the outer try's
@@ -49,7 +51,7 @@ func Timeout(d time.Duration) endpoint.Middleware {
 			if actx.ExpiredOwn() {
 				err = ownTimeout(err)
 			}
-			actx.Cancel()
+			actx.HandFailedTo(resp) // a final failed HTTP status too
 			return resp, err
 		}
 	}
@@ -71,7 +73,7 @@ func OverallTimeout(d time.Duration) endpoint.Middleware {
 				cctx.HandTo(resp)
 				return resp, nil
 			}
-			cctx.Cancel()
+			cctx.HandFailedTo(resp)
 			return resp, err
 		}
 	}

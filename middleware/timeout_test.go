@@ -123,3 +123,63 @@ func TestOverallTimeoutAloneOnPlainEndpoint(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// failedAdopter is a failed try's response that may go back to the caller
+// (as an rhttp final failed status): it adopts the timeouts' cancel
+// functions, as a successful CancelAdopter does.
+type failedAdopter struct{ cancels []context.CancelFunc }
+
+func (a *failedAdopter) AdoptFailedCancel(c context.CancelFunc) bool {
+	a.cancels = append(a.cancels, c)
+	return true
+}
+
+// successAdopter adopts the cancel functions of successful calls only.
+type successAdopter struct{}
+
+func (successAdopter) AdoptCancel(context.CancelFunc) bool { return true }
+
+func (a *failedAdopter) close() {
+	for _, c := range a.cancels {
+		c()
+	}
+}
+
+// A failed response that adopts cancel functions keeps the per-attempt
+// and overall deadlines' contexts alive (and bounding it) until it is
+// closed; any other failed response has them cancelled at once.
+func TestTimeoutsHandFailedResponses(t *testing.T) {
+	errFailed := errors.New("503")
+	for _, adopts := range []bool{true, false} {
+		var tryCtx context.Context
+		var resp any = successAdopter{}
+		fa := &failedAdopter{}
+		if adopts {
+			resp = fa
+		}
+		op := func(ctx context.Context, _ any) (any, error) {
+			tryCtx = ctx
+			return resp, errFailed
+		}
+		ep := OverallTimeout(time.Hour)(Timeout(time.Hour)(op))
+		if _, err := ep(context.Background(), nil); !errors.Is(err, errFailed) {
+			t.Fatalf("err %v", err)
+		}
+		if !adopts {
+			if tryCtx.Err() == nil {
+				t.Fatal("a failed response that adopts nothing left its contexts alive")
+			}
+			continue
+		}
+		if tryCtx.Err() != nil || len(fa.cancels) != 2 {
+			t.Fatalf("adopted %d, Err %v", len(fa.cancels), tryCtx.Err())
+		}
+		if _, ok := tryCtx.Deadline(); !ok {
+			t.Fatal("no deadline")
+		}
+		fa.close()
+		if tryCtx.Err() != context.Canceled {
+			t.Fatalf("after close: %v", tryCtx.Err())
+		}
+	}
+}

@@ -281,6 +281,25 @@ func (c *Ctx) HandTo(resp any) {
 	c.Cancel()
 }
 
+// HandFailedTo is HandTo for the response of a failed try: it gives c's
+// cancellation to resp when resp is a failed response that may go back to
+// the caller and be read after the call returns (a final failed HTTP
+// status: it implements AdoptFailedCancel), and cancels c now otherwise.
+// A response the chain drops instead calls cancel when it is discarded.
+func (c *Ctx) HandFailedTo(resp any) {
+	if a, ok := resp.(failedAdopter); ok && a.AdoptFailedCancel(c.Cancel) {
+		return
+	}
+	c.Cancel()
+}
+
+// failedAdopter is implemented by failed responses whose content may be
+// read after the call returns; like endpoint.CancelAdopter, the response
+// calls every adopted function once, when it is closed or discarded.
+type failedAdopter interface {
+	AdoptFailedCancel(cancel context.CancelFunc) bool
+}
+
 // Cancel ends the context with context.Canceled, if it has not ended,
 // and releases its timer and parent registration. Call it when done.
 func (c *Ctx) Cancel() {

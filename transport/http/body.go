@@ -135,6 +135,12 @@ func (r *response) AdoptCancel(cancel context.CancelFunc) bool {
 	return r.body.adopt(cancel)
 }
 
+// AdoptFailedCancel is AdoptCancel for the response of a failed try (a
+// failed status), which the chain may return to the caller: the contexts
+// it was sent under stay alive until its body is closed — by the caller,
+// or by the chain when it drops the response (Discard).
+func (r *response) AdoptFailedCancel(cancel context.CancelFunc) bool { return r.AdoptCancel(cancel) }
+
 // AttemptStatus returns the status code.
 func (r *response) AttemptStatus() string { return strconv.Itoa(r.StatusCode) }
 

@@ -40,12 +40,10 @@
 // A try's context behaves as a context.WithCancelCause child of the
 // caller's: the same values, the earliest of the caller's and the
 // policy's deadlines, and the error and cause of whichever ends it first,
-// for it and for every context derived from it. One difference: when the
-// policy has a per-attempt or overall timeout or hedges, the end of the
-// caller's context reaches the try's Done channel (and contexts derived
-// from it) a moment after the caller's cancel function returns, as it
-// reaches the children of any context the context package does not own;
-// its Err reports the end at once.
+// for it and for every context derived from it. Once anybody waits on it,
+// it is one: the caller's cancellation has ended it, and every context
+// derived from it, by the time the caller's cancel function returns,
+// whatever the policy.
 //
 // Responses of abandoned tries — failed attempts the retry loop moves
 // past, hedges that lost — are drained (a little, briefly) and closed so
@@ -61,5 +59,6 @@
 //
 // A final failed status is returned as an ordinary *http.Response with a
 // nil error, as net/http does, with its whole body, which the caller must
-// close.
+// close; like a winning response's, it stays readable after RoundTrip
+// returns, bounded by the per-attempt and overall deadlines.
 package rhttp

@@ -163,10 +163,10 @@ type call struct {
 func (c *call) newTry(parent context.Context) *try {
 	if !c.firstTaken.Load() && c.firstTaken.CompareAndSwap(false, true) {
 		tr := &c.first
-		tr.start(parent, c.req.Context())
+		tr.start(parent)
 		return tr
 	}
-	return newTry(parent, c.req.Context())
+	return newTry(parent)
 }
 
 // closeBody closes the caller's request body, once.
@@ -304,7 +304,7 @@ func (t *Transport) attempt(ctx context.Context, request any) (any, error) {
 		// The replay buffer must not live as long as the response, whose
 		// body holds its try: that try and its request (whose GetBody
 		// holds the buffer) are allocated apart from the call.
-		tr = newTry(ctx, c.req.Context())
+		tr = newTry(ctx)
 		out = c.req.WithContext(&tr.ctx)
 	} else {
 		tr = c.newTry(ctx)
@@ -358,9 +358,9 @@ func (t *Transport) attempt(ctx context.Context, request any) (any, error) {
 	if IsSuccessStatus(hr.StatusCode) {
 		return newResponse(hr, tr), nil
 	}
-	// The chain cancels the contexts of a failed try when it returns, but
-	// a final failed status goes back to the caller with its body unread.
-	tr.detach()
+	// A final failed status goes back to the caller with its body unread:
+	// the chain hands it the cancel functions of the contexts it was sent
+	// under, as to a successful response (AdoptFailedCancel).
 	r := newResponse(hr, tr)
 	se := &tr.se
 	se.Code, se.Status = hr.StatusCode, hr.Status

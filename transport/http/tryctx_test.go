@@ -176,13 +176,13 @@ func TestTryContextAnswersAsTheStandardContext(t *testing.T) {
 			for _, seq := range sequences {
 				name := fmt.Sprintf("%s/%s/%v", cs.name, w.name, seq)
 				t.Run(name, func(t *testing.T) {
-					parent, caller, endParent := cs.make(t)
+					parent, _, endParent := cs.make(t)
 					if endParent == nil && len(seq) > 0 && contains(seq, "parent") {
 						t.Skip("parent cannot end")
 					}
 					ref, refCancel := context.WithCancelCause(parent)
 					defer refCancel(nil)
-					tr := newTry(parent, caller)
+					tr := newTry(parent)
 					defer tr.release()
 					tc := &tr.ctx
 					derived, stop := w.watch(tc)
@@ -272,7 +272,7 @@ func TestTryContextParentDeadlineFirst(t *testing.T) {
 			p, cancel := context.WithDeadlineCause(context.Background(), time.Now().Add(5*time.Millisecond), errDeadline)
 			defer cancel()
 			parent := withAttempt(p)
-			tr := newTry(parent, context.Background())
+			tr := newTry(parent)
 			if watch {
 				<-tr.ctx.Done()
 			} else {
@@ -296,11 +296,10 @@ func TestTryContextParentDeadlineFirst(t *testing.T) {
 // releasing it allocates nothing and starts no goroutine.
 func TestTryContextUnwatchedAllocatesNothing(t *testing.T) {
 	parent := withAttempt(context.Background())
-	caller := context.Background()
 	var tr try
 	allocs := testing.AllocsPerRun(100, func() {
 		tr = try{}
-		tr.start(parent, caller)
+		tr.start(parent)
 		_ = tr.ctx.Err()
 		_ = tr.ctx.Value(tcKey{})
 		_, _ = tr.ctx.Deadline()
@@ -322,8 +321,8 @@ func TestTryContextConcurrentEnds(t *testing.T) {
 	for _, cs := range chainSetups() {
 		t.Run(cs.name, func(t *testing.T) {
 			for i := 0; i < 50; i++ {
-				parent, caller, endParent := cs.make(t)
-				tr := newTry(parent, caller)
+				parent, _, endParent := cs.make(t)
+				tr := newTry(parent)
 				var wg sync.WaitGroup
 				var bad atomic.Value
 				start := make(chan struct{})
@@ -372,10 +371,10 @@ func TestTryContextConcurrentEnds(t *testing.T) {
 // of the end.
 func TestTryContextAfterFuncAndWithoutCancel(t *testing.T) {
 	parent := withAttempt(context.Background())
-	tr := newTry(parent, context.Background())
+	tr := newTry(parent)
 	ran := make(chan struct{})
 	context.AfterFunc(&tr.ctx, func() { close(ran) })
-	tr2 := newTry(parent, context.Background())
+	tr2 := newTry(parent)
 	stop := context.AfterFunc(&tr2.ctx, func() { t.Error("stopped AfterFunc ran") })
 	if !stop() {
 		t.Fatal("stop")
@@ -393,12 +392,11 @@ func TestTryContextAfterFuncAndWithoutCancel(t *testing.T) {
 	}
 }
 
-// When the chain added no cancellation to the caller's, a context derived
-// from an armed try is cancelled with the caller's before the caller's
+// A context derived from an armed try is cancelled with the caller's before the caller's
 // cancel function returns (the standard tree), and no goroutine follows.
 func TestTryContextJoinsTheStandardTree(t *testing.T) {
 	caller, cancel := context.WithCancelCause(context.Background())
-	tr := newTry(withAttempt(caller), caller)
+	tr := newTry(withAttempt(caller))
 	defer tr.release()
 	before := runtime.NumGoroutine()
 	d, dcancel := context.WithCancel(&tr.ctx)
@@ -406,54 +404,8 @@ func TestTryContextJoinsTheStandardTree(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before {
 		t.Fatalf("%d goroutines after deriving, %d before", n, before)
 	}
-	if !tr.ctx.child {
-		t.Fatal("not a child of the chain's context")
-	}
 	cancel(errParentCause)
 	if d.Err() != context.Canceled || context.Cause(d) != errParentCause {
 		t.Fatalf("derived: %v %v", d.Err(), context.Cause(d))
 	}
-}
-
-// Detached, an unarmed try outlives the chain's context, ends with the
-// caller's and at the chain's deadline.
-func TestTryContextDetachFollowsTheCaller(t *testing.T) {
-	t.Run("caller", func(t *testing.T) {
-		caller, ccancel := context.WithCancelCause(context.Background())
-		chain, cancel := context.WithCancel(caller)
-		tr := newTry(withAttempt(chain), caller)
-		defer tr.release()
-		tr.detach()
-		cancel()
-		if tr.ctx.Err() != nil {
-			t.Fatalf("ended with the chain's context: %v", tr.ctx.Err())
-		}
-		ccancel(errParentCause)
-		if !closed(&tr.ctx, true) || tr.ctx.Err() != context.Canceled || context.Cause(&tr.ctx) != errParentCause {
-			t.Fatalf("%v %v", tr.ctx.Err(), context.Cause(&tr.ctx))
-		}
-	})
-	t.Run("deadline", func(t *testing.T) {
-		chain, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-		tr := newTry(withAttempt(chain), context.Background())
-		defer tr.release()
-		tr.detach()
-		cancel()
-		if tr.ctx.Err() != nil {
-			t.Fatalf("ended with the chain's context: %v", tr.ctx.Err())
-		}
-		if !closed(&tr.ctx, true) || tr.ctx.Err() != context.DeadlineExceeded {
-			t.Fatalf("%v", tr.ctx.Err())
-		}
-	})
-	t.Run("chain ended first", func(t *testing.T) {
-		chain, cancel := context.WithCancelCause(context.Background())
-		tr := newTry(withAttempt(chain), context.Background())
-		defer tr.release()
-		cancel(errParentCause)
-		tr.detach()
-		if tr.ctx.Err() != context.Canceled || context.Cause(&tr.ctx) != errParentCause || !closed(&tr.ctx, false) {
-			t.Fatalf("%v %v", tr.ctx.Err(), context.Cause(&tr.ctx))
-		}
-	})
 }

@@ -125,3 +125,48 @@ func TestFinalFailedBodyStalls(t *testing.T) {
 		}
 	}
 }
+
+// The final failed body stalls and the caller has no deadline: the
+// policy's per-attempt and overall deadlines still end a blocked read (the
+// chain hands their cancellation to the response, which keeps it until
+// its body is closed), and not before the read could start.
+func TestFinalFailedBodyBoundedByPolicyDeadlines(t *testing.T) {
+	url, stalled := stallServer(t, true)
+	for _, name := range []string{"perAttempt", "overall", "hedgedPerAttempt"} {
+		t.Run(name, func(t *testing.T) {
+			e := newExec(2, perAttempt(400*time.Millisecond))
+			switch name {
+			case "overall":
+				e = newExec(2, overall(800*time.Millisecond))
+			case "hedgedPerAttempt":
+				e = newExec(2, perAttempt(400*time.Millisecond), hedge(time.Millisecond))
+			}
+			_, rt, _ := newClient(t, e)
+			req, _ := http.NewRequest("GET", url, nil)
+			var resp *http.Response
+			var err error
+			within(t, 700*time.Millisecond, "call with stalled failed bodies", func() { resp, err = rt.RoundTrip(req) })
+			if err != nil {
+				t.Fatalf("err %v, want the final 503", err)
+			}
+			defer resp.Body.Close()
+			p := make([]byte, 4)
+			if _, err := io.ReadFull(resp.Body, p); err != nil || string(p) != "part" {
+				t.Fatalf("first bytes %q %v", p, err)
+			}
+			var rerr error
+			within(t, 5*time.Second, "read of a stalled final body under the policy's deadlines", func() { _, rerr = io.ReadAll(resp.Body) })
+			if rerr == nil {
+				t.Fatal("read of a stalled body ended without an error")
+			}
+			_ = resp.Body.Close()
+			deadline := time.Now().Add(5 * time.Second)
+			for stalled.Load() != 0 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if n := stalled.Load(); n != 0 {
+				t.Fatalf("%d stalled server handlers still held by the client", n)
+			}
+		})
+	}
+}
