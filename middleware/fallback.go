@@ -6,6 +6,7 @@ import (
 
 	"github.com/recourse-go/recourse/endpoint"
 	"github.com/recourse-go/recourse/internal/record"
+	"github.com/recourse-go/recourse/internal/tryctx"
 	"github.com/recourse-go/recourse/timeline"
 )
 
@@ -35,7 +36,8 @@ type fallback struct {
 // record with reason "fallback" whose Err is the error fn replaced, so
 // observers never lose it. When fn returns an error, the call returns that
 // error with the failed call's own response (fn's response is dropped),
-// and the record has the fallback's verdict. A nil fn makes Fallback
+// and the record has the fallback's verdict. A failed call's response that
+// fn's result replaces is released (endpoint.Discarder). A nil fn makes Fallback
 // return next unchanged. A successful call never calls fn.
 func Fallback(fn FallbackFunc, opts ...Option) endpoint.Middleware {
 	f := &fallback{fn: fn}
@@ -53,6 +55,7 @@ func Fallback(fn FallbackFunc, opts ...Option) endpoint.Middleware {
 			if ferr != nil {
 				return resp, ferr // the call fails as it would have, with fn's error
 			}
+			tryctx.Discard(resp) // replaced: released (endpoint.Discarder)
 			return fresp, nil
 		}
 	}

@@ -118,3 +118,30 @@ func TestFallbackDecliningKeepsTheCallsResponse(t *testing.T) {
 		t.Fatalf("%v, %v: want the call's own response and error", resp, err)
 	}
 }
+
+// discarded counts its Discard calls.
+type discarded struct{ n int }
+
+func (d *discarded) Discard() { d.n++ }
+
+// The failed call's response that the fallback's result replaces is
+// released; one the call still returns (fn let it fail) is not.
+func TestFallbackDiscardsTheReplacedResponse(t *testing.T) {
+	for _, replace := range []bool{true, false} {
+		d := &discarded{}
+		fn := func(_ context.Context, _ any, err error) (any, error) {
+			if replace {
+				return "fallback", nil
+			}
+			return nil, err
+		}
+		op := func(context.Context, any) (any, error) { return d, Permanent(errFlaky) }
+		resp, _ := fallbackChain(fn, op)(context.Background(), "q")
+		switch {
+		case replace && (resp != "fallback" || d.n != 1):
+			t.Fatalf("replaced: resp %v, %d discards; want 1", resp, d.n)
+		case !replace && (resp != d || d.n != 0):
+			t.Fatalf("returned: resp %v, %d discards; want 0", resp, d.n)
+		}
+	}
+}
