@@ -125,8 +125,8 @@ func TestEndsRaceStable(t *testing.T) {
 
 // TestErrImpliesDoneConcurrentReaders: several goroutines spin on Err and,
 // each time it is non-nil, check Done is closed, while the caller cancels
-// (some shapes close Done only asynchronously: a reader must never see the
-// gap between an Err that is set and a Done that is not).
+// (a reader must never see a gap between an Err that is set and a Done
+// that is not).
 func TestErrImpliesDoneConcurrentReaders(t *testing.T) {
 	for _, p := range shapes() {
 		t.Run(p.name, func(t *testing.T) {
