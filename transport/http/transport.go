@@ -226,10 +226,22 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		c.closeBody()
 	}
 	if err == nil {
-		if r == nil {
-			return nil, fmt.Errorf("rhttp: no response (%T)", resp)
+		if r != nil {
+			return r.Response, nil
 		}
-		return r.Response, nil
+		if hr, ok := resp.(*http.Response); ok && hr != nil {
+			// A fallback's answer (recourse.WithFallback) stands in for
+			// the failed call's response, as the caller's to close.
+			if hr.Request == nil {
+				hr.Request = req
+			}
+			if hr.Body == nil {
+				hr.Body = http.NoBody
+			}
+			return hr, nil
+		}
+		tryctx.Discard(resp)
+		return nil, fmt.Errorf("rhttp: no response (%T): a fallback for a key used by rhttp must return an *http.Response", resp)
 	}
 	var se *StatusError
 	if r != nil && errors.As(err, &se) {
