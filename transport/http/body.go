@@ -66,6 +66,7 @@ func newResponse(hr *http.Response, tr *try) *response {
 	b := &tr.body
 	b.rc, b.try, b.length = hr.Body, tr, hr.ContentLength
 	if rwc, ok := hr.Body.(io.ReadWriteCloser); ok && hr.StatusCode == http.StatusSwitchingProtocols {
+		b.upgrade = true
 		hr.Body = &upgradeBody{body: b, rwc: rwc}
 	} else {
 		hr.Body = b
@@ -155,9 +156,12 @@ type body struct {
 
 	drained io.LimitedReader // what drain reads the body through
 
+	upgrade bool // a 101's: its connection stays in use after EOF
+
 	mu      sync.Mutex
 	cancels []context.CancelFunc
 	closed  bool
+	ended   bool // read to its end: the try and what it adopted are released
 }
 
 // peekChunk is the most peek reads at once.
@@ -250,7 +254,37 @@ func (a *ahead) finished() bool {
 	return a.done && a.err == io.EOF
 }
 
+// Read reads the body. At its end (io.EOF), the try's context and the
+// deadlines it adopted are released, as net/http releases a request's
+// resources at the end of its body: a caller that reads a body to its end
+// and never closes it holds nothing past that.
 func (b *body) Read(p []byte) (int, error) {
+	n, err := b.read(p)
+	if err == io.EOF && !b.upgrade {
+		b.end()
+	}
+	return n, err
+}
+
+// end releases the try and runs the adopted cancel functions, once, when
+// the body has been read to its end.
+func (b *body) end() {
+	b.mu.Lock()
+	if b.closed || b.ended {
+		b.mu.Unlock()
+		return
+	}
+	b.ended = true
+	cancels := b.cancels
+	b.cancels = nil
+	b.mu.Unlock()
+	b.try.release()
+	for _, c := range cancels {
+		c()
+	}
+}
+
+func (b *body) read(p []byte) (int, error) {
 	if a := b.ahead; a != nil {
 		a.mu.Lock()
 		for len(a.buf) == 0 && !a.done && !a.closed {
@@ -301,7 +335,7 @@ func (b *body) Close() error {
 func (b *body) adopt(cancel context.CancelFunc) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed {
+	if b.closed || b.ended {
 		cancel()
 		return true
 	}

@@ -53,7 +53,9 @@
 // goes out on the same connection. The winning response's body stays
 // readable after RoundTrip returns: per-attempt and overall deadlines keep
 // bounding it until the caller closes it, but returning does not cut it
-// off. A 101 Switching Protocols response keeps a body that is an
+// off. As with net/http, a body read to its end (io.EOF) releases what its
+// try held, closed or not; the caller must still close a body it does not
+// read to the end. A 101 Switching Protocols response keeps a body that is an
 // io.ReadWriteCloser, as net/http's, so upgrades work through the
 // transport.
 //
