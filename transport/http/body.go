@@ -278,6 +278,12 @@ func (b *body) end() {
 	cancels := b.cancels
 	b.cancels = nil
 	b.mu.Unlock()
+	b.releaseTry(cancels)
+}
+
+// releaseTry ends the try's context and runs the cancel functions the body
+// adopted (taken from it under mu, so each runs once).
+func (b *body) releaseTry(cancels []context.CancelFunc) {
 	b.try.release()
 	for _, c := range cancels {
 		c()
@@ -325,10 +331,7 @@ func (b *body) Close() error {
 		a.cond.Broadcast()
 	}
 	err := b.rc.Close()
-	b.try.release()
-	for _, c := range cancels {
-		c()
-	}
+	b.releaseTry(cancels)
 	return err
 }
 

@@ -50,9 +50,6 @@ type tryContext struct {
 	cancel context.CancelCauseFunc // std's
 }
 
-// init sets up a zero tryContext under parent.
-func (c *tryContext) init(parent context.Context) { c.parent = parent }
-
 // Deadline returns the deadline of the chain's context.
 func (c *tryContext) Deadline() (time.Time, bool) { return c.parent.Deadline() }
 
@@ -187,7 +184,7 @@ func newTry(parent context.Context) *try {
 }
 
 // start sets up a zero try under parent, the chain's context.
-func (tr *try) start(parent context.Context) { tr.ctx.init(parent) }
+func (tr *try) start(parent context.Context) { tr.ctx.parent = parent }
 
 // end ends the try's context with err and cause, unless it has ended.
 func (tr *try) end(err, cause error) { tr.ctx.end(err, cause) }
